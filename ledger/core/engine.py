@@ -1,0 +1,647 @@
+"""The production ledger: the kernel's semantics, written imperatively for speed.
+
+`Ledger.apply` is the hot path. It must give exactly the results and states of the reference
+(`ledger.core.reference`, the kernel run on Python values); tests/core/test_differential.py checks
+that on many thousands of random batches. Checks run in the kernel's order, one per line; the
+comment `-- accepted --` marks where an event can no longer fail; writes follow it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sys
+from collections.abc import Iterator, Sequence
+
+from ledger.core.flags import ACCOUNT_FLAGS_KNOWN, TRANSFER_FLAGS_KNOWN, AccountFlags
+from ledger.core.flags import TransferFlags as TF
+from ledger.core.errors import InvalidTimeError
+from ledger.core.limits import AMOUNT_MAX, ID_MAX, NS_PER_SECOND, TIMESTAMP_MAX_NS
+from ledger.core.results import TRANSIENT_RESULTS, Result
+from ledger.core.types import Account, AccountBalance, Expiry, PendingStatus, Transfer
+from ledger.core.validate import check_batch
+from specs import ledger as spec
+
+if not __debug__:  # pragma: no cover - the asserts below are part of the design
+    sys.exit("ledger.core refuses to run under python -O: its invariant asserts would vanish")
+
+R = Result
+_LINKED = int(TF.LINKED)
+_PENDING = int(TF.PENDING)
+_POST = int(TF.POST_PENDING)
+_VOID = int(TF.VOID_PENDING)
+_RESOLVING = _POST | _VOID
+_BAL_DR = int(TF.BALANCING_DEBIT)
+_BAL_CR = int(TF.BALANCING_CREDIT)
+_BALANCING = _BAL_DR | _BAL_CR
+_DR_GUARD = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+_CR_GUARD = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
+_CLOSED = int(AccountFlags.CLOSED)
+_HISTORY = int(AccountFlags.HISTORY)
+_NOT_TRANSFER_FLAGS = ~TRANSFER_FLAGS_KNOWN
+_NOT_ACCOUNT_FLAGS = ~ACCOUNT_FLAGS_KNOWN
+_OK = R.OK
+_PENDING_STATUS = int(PendingStatus.PENDING)
+
+# Stored transfer tuple: positions of its fields.
+DR, CR, AMOUNT, PENDING_ID, TIMEOUT, LEDGER, CODE, USER_DATA, FLAGS, TIMESTAMP = range(10)
+
+
+class _Row:
+    """An account's mutable totals inside the engine; callers only ever see `Account` copies."""
+
+    __slots__ = (
+        "credits_pending",
+        "credits_posted",
+        "debits_pending",
+        "debits_posted",
+        "event",
+        "flags",
+        "history",
+        "ledger",
+        "timestamp",
+    )
+
+    def __init__(self, event: Account, timestamp: int) -> None:
+        self.event = event
+        self.ledger = event.ledger
+        self.flags = event.flags
+        self.timestamp = timestamp
+        self.debits_pending = self.debits_posted = 0
+        self.credits_pending = self.credits_posted = 0
+        self.history: list[AccountBalance] | None = [] if event.flags & _HISTORY else None
+
+
+class Ledger:
+    """The ledger state and its batch transition. Deterministic: no clock, no randomness, no I/O.
+
+    `apply` is atomic per batch against malformed input (it raises before changing anything) and
+    per linked chain against failing events (a failing chain leaves no trace but a remembered
+    transient failure).
+    """
+
+    def __init__(self) -> None:
+        self._accounts: dict[int, _Row] = {}
+        self._transfers: dict[int, tuple[int, ...]] = {}
+        self._status: dict[int, int] = {}
+        self._expires_at: dict[int, int] = {}
+        self._expiry_queue: list[tuple[int, int, int]] = []
+        self._expiries: list[Expiry] = []
+        self._failed: set[int] = set()
+        self.timestamp = 0
+
+    # --- the batch ----------------------------------------------------------------------------
+
+    def apply(self, events: Sequence[Account | Transfer], now: int) -> list[Result]:
+        """Apply `events` in order at time `now` (ns); one result per event."""
+        check_batch(events, now)
+        count = len(events)
+        now_ts = max(now, self.timestamp + 1)
+        if now_ts + len(self._expiry_queue) + count > TIMESTAMP_MAX_NS:
+            raise InvalidTimeError("the ledger's clock would pass TIMESTAMP_MAX_NS")
+        base = self._expire_due(now_ts)
+        results: list[Result] = [_OK] * count
+        index = 0
+        while index < count:
+            end = index
+            while end < count and events[end].flags & _LINKED:
+                end += 1
+            if end == index:
+                results[index] = self._one(events[index], base + index, None)
+            elif end == count:
+                self._chain_open(results, index, count)
+            else:
+                self._chain(events, results, index, end + 1, base)
+            index = max(end, index) + 1
+        if count or base != now_ts:
+            self.timestamp = base + count - 1
+        return results
+
+    def _one(self, event: Account | Transfer, ts: int, undo: list[object] | None) -> Result:
+        if type(event) is Transfer:
+            return self._transfer(event, ts, undo)
+        assert type(event) is Account
+        return self._account(event, ts, undo)
+
+    def _chain_open(self, results: list[Result], start: int, end: int) -> None:
+        for i in range(start, end - 1):
+            results[i] = R.LINKED_EVENT_FAILED
+        results[end - 1] = R.LINKED_EVENT_CHAIN_OPEN
+
+    def _chain(
+        self,
+        events: Sequence[Account | Transfer],
+        results: list[Result],
+        start: int,
+        end: int,
+        base: int,
+    ) -> None:
+        undo: list[object] = []
+        for i in range(start, end):
+            code = self._one(events[i], base + i, undo)
+            if code is not _OK:
+                self._undo(undo)
+                for j in range(start, end):
+                    results[j] = R.LINKED_EVENT_FAILED
+                results[i] = code
+                return
+            results[i] = code
+
+    def _undo(self, undo: list[object]) -> None:
+        for entry in reversed(undo):
+            kind = entry[0]  # type: ignore[index]
+            if kind == "totals":
+                _, row, dp, dpo, cp, cpo, history_length = entry  # type: ignore[misc]
+                row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted = dp, dpo, cp, cpo
+                if row.history is not None:
+                    del row.history[history_length:]
+            elif kind == "account":
+                del self._accounts[entry[1]]  # type: ignore[index]
+            elif kind == "transfer":
+                transfer_id = entry[1]  # type: ignore[index]
+                del self._transfers[transfer_id]
+                self._status.pop(transfer_id, None)
+                self._expires_at.pop(transfer_id, None)
+            else:
+                assert kind == "status"
+                _, pending_id, old = entry  # type: ignore[misc]
+                self._status[pending_id] = old
+
+    # --- expiry -------------------------------------------------------------------------------
+
+    def _expire_due(self, ts: int) -> int:
+        """Expire every pending transfer due at `ts`, in order of (expiry, creation); each expiry
+        takes the next timestamp. Returns the first timestamp left for the batch's events."""
+        queue = self._expiry_queue
+        cutoff = ts
+        while queue and queue[0][0] <= cutoff:
+            expires_at, created, pending_id = heapq.heappop(queue)
+            stored = self._transfers.get(pending_id)
+            if (
+                self._status.get(pending_id) != _PENDING_STATUS
+                or stored is None
+                or stored[TIMESTAMP] != created
+            ):
+                continue  # resolved before it was due, or undone with its linked chain
+            assert self._expires_at[pending_id] == expires_at
+            amount = stored[AMOUNT]
+            dr, cr = self._accounts[stored[DR]], self._accounts[stored[CR]]
+            assert dr.debits_pending >= amount and cr.credits_pending >= amount
+            self._record_totals(dr, None)
+            self._record_totals(cr, None)
+            dr.debits_pending -= amount
+            cr.credits_pending -= amount
+            self._status[pending_id] = int(PendingStatus.EXPIRED)
+            self._expiries.append(Expiry(pending_id=pending_id, amount=amount, timestamp=ts))
+            self._history(dr, ts)
+            self._history(cr, ts)
+            ts += 1
+        return ts
+
+    # --- accounts -----------------------------------------------------------------------------
+
+    def _account(self, a: Account, ts: int, undo: list[object] | None) -> Result:
+        if a.timestamp != 0:
+            return R.TIMESTAMP_MUST_BE_ZERO
+        if a.flags & _NOT_ACCOUNT_FLAGS:
+            return R.RESERVED_FLAG
+        if a.id == 0:
+            return R.ID_MUST_NOT_BE_ZERO
+        if a.id == ID_MAX:
+            return R.ID_MUST_NOT_BE_INT_MAX
+        existing = self._accounts.get(a.id)
+        if existing is not None:
+            return _account_exists(a, existing.event)
+        if a.flags & _DR_GUARD and a.flags & _CR_GUARD:
+            return R.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+        if a.debits_pending != 0:
+            return R.DEBITS_PENDING_MUST_BE_ZERO
+        if a.debits_posted != 0:
+            return R.DEBITS_POSTED_MUST_BE_ZERO
+        if a.credits_pending != 0:
+            return R.CREDITS_PENDING_MUST_BE_ZERO
+        if a.credits_posted != 0:
+            return R.CREDITS_POSTED_MUST_BE_ZERO
+        if a.ledger == 0:
+            return R.LEDGER_MUST_NOT_BE_ZERO
+        if a.code == 0:
+            return R.CODE_MUST_NOT_BE_ZERO
+        # -- accepted --
+        self._accounts[a.id] = _Row(a, ts)
+        if undo is not None:
+            undo.append(("account", a.id))
+        return _OK
+
+    # --- transfers ----------------------------------------------------------------------------
+
+    def _transfer(self, t: Transfer, ts: int, undo: list[object] | None) -> Result:
+        tid, flags = t.id, t.flags
+        if t.timestamp != 0:
+            return R.TIMESTAMP_MUST_BE_ZERO
+        if flags & _NOT_TRANSFER_FLAGS:
+            return R.RESERVED_FLAG
+        if tid == 0:
+            return R.ID_MUST_NOT_BE_ZERO
+        if tid == ID_MAX:
+            return R.ID_MUST_NOT_BE_INT_MAX
+        stored = self._transfers.get(tid)
+        if stored is not None:
+            return _transfer_exists(t, stored)
+        if tid in self._failed:
+            return R.ID_ALREADY_FAILED
+        code = _field_check(t, flags)
+        if code is _OK and flags & _RESOLVING:
+            return self._resolve(t, flags, ts, undo)
+        if code is not _OK:
+            return code
+        return self._move(t, flags, ts, undo)
+
+    def _fail(self, tid: int, code: Result) -> Result:
+        if code in TRANSIENT_RESULTS:
+            self._failed.add(tid)
+        return code
+
+    def _accounts_of(self, t: Transfer, dr_id: int, cr_id: int, ledger: int) -> Result | tuple[_Row, _Row]:
+        dr = self._accounts.get(dr_id)
+        if dr is None:
+            return self._fail(t.id, R.DEBIT_ACCOUNT_NOT_FOUND)
+        cr = self._accounts.get(cr_id)
+        if cr is None:
+            return self._fail(t.id, R.CREDIT_ACCOUNT_NOT_FOUND)
+        if dr.ledger != cr.ledger:
+            return R.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER
+        if ledger != dr.ledger:
+            return R.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
+        return dr, cr
+
+    def _move(self, t: Transfer, flags: int, ts: int, undo: list[object] | None) -> Result:
+        """A single-phase or pending transfer."""
+        rows = self._accounts_of(t, t.debit_account_id, t.credit_account_id, t.ledger)
+        if type(rows) is not tuple:
+            return rows  # type: ignore[return-value]
+        dr, cr = rows
+        if dr.flags & _CLOSED:
+            return self._fail(t.id, R.DEBIT_ACCOUNT_ALREADY_CLOSED)
+        if cr.flags & _CLOSED:
+            return self._fail(t.id, R.CREDIT_ACCOUNT_ALREADY_CLOSED)
+        amount = t.amount
+        if flags & _BALANCING:
+            amount = _balanced(flags, amount, dr, cr)
+        pending = flags & _PENDING
+        code = _overflow_check(dr, cr, amount, pending, t.timeout, ts, 0)
+        if code is not _OK:
+            return code
+        if not _fits(flags, amount, dr, cr, pending):
+            code = R.EXCEEDS_CREDITS if _debit_short(flags, amount, dr) else R.EXCEEDS_DEBITS
+            return self._fail(t.id, code)
+        # -- accepted --
+        self._record_totals(dr, undo)
+        self._record_totals(cr, undo)
+        if pending:
+            dr.debits_pending += amount
+            cr.credits_pending += amount
+            self._status[t.id] = _PENDING_STATUS
+            if t.timeout:
+                expires_at = ts + t.timeout * NS_PER_SECOND
+                self._expires_at[t.id] = expires_at
+                heapq.heappush(self._expiry_queue, (expires_at, ts, t.id))
+        else:
+            dr.debits_posted += amount
+            cr.credits_posted += amount
+        self._store(t, t.debit_account_id, t.credit_account_id, amount, t.ledger, t.code, ts, undo)
+        self._history(dr, ts)
+        self._history(cr, ts)
+        assert spec.account_within_limits(dr) and spec.account_within_limits(cr)
+        return _OK
+
+    def _resolve(self, t: Transfer, flags: int, ts: int, undo: list[object] | None) -> Result:
+        """Post or void the pending transfer `t.pending_id`."""
+        p = self._transfers.get(t.pending_id)
+        if p is None:
+            return self._fail(t.id, R.PENDING_TRANSFER_NOT_FOUND)
+        code = _pending_check(t, flags, p, self._status.get(t.pending_id, 0),
+                              self._expires_at.get(t.pending_id, 0), ts)
+        if code is not _OK:
+            return code
+        rows = self._accounts_of(t, p[DR], p[CR], p[LEDGER])
+        if type(rows) is not tuple:
+            return rows  # type: ignore[return-value]
+        dr, cr = rows
+        post = flags & _POST
+        if post and dr.flags & _CLOSED:
+            return self._fail(t.id, R.DEBIT_ACCOUNT_ALREADY_CLOSED)
+        if post and cr.flags & _CLOSED:
+            return self._fail(t.id, R.CREDIT_ACCOUNT_ALREADY_CLOSED)
+        released = p[AMOUNT]
+        amount = t.amount if post else released
+        if post:
+            code = _overflow_check(dr, cr, amount, 0, 0, ts, released)
+            if code is not _OK:
+                return code
+        # -- accepted --
+        self._record_totals(dr, undo)
+        self._record_totals(cr, undo)
+        dr.debits_pending -= released
+        cr.credits_pending -= released
+        if post:
+            dr.debits_posted += amount
+            cr.credits_posted += amount
+        if undo is not None:
+            undo.append(("status", t.pending_id, self._status[t.pending_id]))
+        self._status[t.pending_id] = int(PendingStatus.POSTED if post else PendingStatus.VOIDED)
+        self._store(t, p[DR], p[CR], amount, p[LEDGER], p[CODE], ts, undo)
+        self._history(dr, ts)
+        self._history(cr, ts)
+        assert amount <= released
+        assert spec.account_within_limits(dr) and spec.account_within_limits(cr)
+        return _OK
+
+    def _store(
+        self,
+        t: Transfer,
+        dr_id: int,
+        cr_id: int,
+        amount: int,
+        ledger: int,
+        code: int,
+        ts: int,
+        undo: list[object] | None,
+    ) -> None:
+        self._transfers[t.id] = (
+            dr_id, cr_id, amount, t.pending_id, t.timeout, ledger, code, t.user_data, t.flags, ts,
+        )
+        if undo is not None:
+            undo.append(("transfer", t.id))
+
+    def _record_totals(self, row: _Row, undo: list[object] | None) -> None:
+        if undo is not None:
+            length = 0 if row.history is None else len(row.history)
+            undo.append(("totals", row, row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted, length))
+
+    def _history(self, row: _Row, ts: int) -> None:
+        if row.history is not None:
+            row.history.append(
+                AccountBalance(
+                    account_id=row.event.id,
+                    timestamp=ts,
+                    debits_pending=row.debits_pending,
+                    debits_posted=row.debits_posted,
+                    credits_pending=row.credits_pending,
+                    credits_posted=row.credits_posted,
+                )
+            )
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def lookup_account(self, account_id: int) -> Account | None:
+        row = self._accounts.get(account_id)
+        return None if row is None else _account_record(row)
+
+    def lookup_transfer(self, transfer_id: int) -> Transfer | None:
+        stored = self._transfers.get(transfer_id)
+        return None if stored is None else _transfer_record(transfer_id, stored)
+
+    def accounts(self) -> Iterator[Account]:
+        """Every account, in creation order."""
+        return (_account_record(row) for row in self._accounts.values())
+
+    def transfers(self) -> Iterator[Transfer]:
+        """Every transfer, in timestamp order."""
+        return (_transfer_record(i, s) for i, s in self._transfers.items())
+
+    def expiries(self) -> list[Expiry]:
+        return list(self._expiries)
+
+    def pending_status(self, transfer_id: int) -> PendingStatus:
+        return PendingStatus(self._status.get(transfer_id, 0))
+
+    def failed_ids(self) -> frozenset[int]:
+        """Ids whose transfer failed with a transient result; they can never be created."""
+        return frozenset(self._failed)
+
+    def history(self, account_id: int) -> list[AccountBalance]:
+        """Balances after each change, for an account created with the `history` flag."""
+        row = self._accounts.get(account_id)
+        return [] if row is None or row.history is None else list(row.history)
+
+    def journal(self) -> list[Account | Transfer | Expiry]:
+        """Every created account, transfer and expiry, in timestamp order."""
+        entries: list[Account | Transfer | Expiry] = [*self.accounts(), *self.transfers()]
+        entries.extend(self._expiries)
+        return sorted(entries, key=lambda entry: entry.timestamp)
+
+    def copy(self) -> Ledger:
+        """An independent copy (O(size)); `apply` on it leaves this ledger untouched."""
+        other = Ledger()
+        for account_id, row in self._accounts.items():
+            clone = _Row(row.event, row.timestamp)
+            clone.debits_pending, clone.debits_posted, clone.credits_pending, clone.credits_posted = row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted
+            clone.history = None if row.history is None else list(row.history)
+            other._accounts[account_id] = clone
+        other._transfers = dict(self._transfers)
+        other._status = dict(self._status)
+        other._expires_at = dict(self._expires_at)
+        other._expiry_queue = list(self._expiry_queue)
+        other._expiries = list(self._expiries)
+        other._failed = set(self._failed)
+        other.timestamp = self.timestamp
+        return other
+
+
+# --- checks, each a pure function of the event and what it reads -----------------------------
+
+
+def _account_exists(a: Account, e: Account) -> Result:
+    if a.flags != e.flags:
+        return R.EXISTS_WITH_DIFFERENT_FLAGS
+    if a.user_data != e.user_data:
+        return R.EXISTS_WITH_DIFFERENT_USER_DATA
+    if a.ledger != e.ledger:
+        return R.EXISTS_WITH_DIFFERENT_LEDGER
+    if a.code != e.code:
+        return R.EXISTS_WITH_DIFFERENT_CODE
+    return R.EXISTS
+
+
+def _transfer_exists(t: Transfer, e: tuple[int, ...]) -> Result:
+    flags = t.flags
+    resolving = flags & _RESOLVING
+
+    def differs(given: int, stored: int) -> bool:
+        return given != stored and (not resolving or given != 0)
+
+    if flags != e[FLAGS]:
+        return R.EXISTS_WITH_DIFFERENT_FLAGS
+    if t.pending_id != e[PENDING_ID]:
+        return R.EXISTS_WITH_DIFFERENT_PENDING_ID
+    if t.timeout != e[TIMEOUT]:
+        return R.EXISTS_WITH_DIFFERENT_TIMEOUT
+    if differs(t.debit_account_id, e[DR]):
+        return R.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+    if differs(t.credit_account_id, e[CR]):
+        return R.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+    if flags & _BALANCING:
+        amount_differs = t.amount < e[AMOUNT]
+    elif flags & _VOID:
+        amount_differs = t.amount != 0 and t.amount != e[AMOUNT]
+    else:
+        amount_differs = t.amount != e[AMOUNT]
+    if amount_differs:
+        return R.EXISTS_WITH_DIFFERENT_AMOUNT
+    if t.user_data != e[USER_DATA]:
+        return R.EXISTS_WITH_DIFFERENT_USER_DATA
+    if differs(t.ledger, e[LEDGER]):
+        return R.EXISTS_WITH_DIFFERENT_LEDGER
+    if differs(t.code, e[CODE]):
+        return R.EXISTS_WITH_DIFFERENT_CODE
+    return R.EXISTS
+
+
+def _field_check(t: Transfer, flags: int) -> Result:
+    kind = flags & (_PENDING | _RESOLVING)
+    if kind and kind not in (_PENDING, _POST, _VOID):
+        return R.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    resolving = flags & _RESOLVING
+    if flags & _BALANCING and resolving:
+        return R.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    dr, cr = t.debit_account_id, t.credit_account_id
+    if not resolving and dr == 0:
+        return R.DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+    if dr == ID_MAX:
+        return R.DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
+    if not resolving and cr == 0:
+        return R.CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+    if cr == ID_MAX:
+        return R.CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
+    if dr == cr and dr != 0:
+        return R.ACCOUNTS_MUST_BE_DIFFERENT
+    if not resolving and t.pending_id != 0:
+        return R.PENDING_ID_MUST_BE_ZERO
+    if resolving and t.pending_id == 0:
+        return R.PENDING_ID_MUST_NOT_BE_ZERO
+    if resolving and t.pending_id == ID_MAX:
+        return R.PENDING_ID_MUST_NOT_BE_INT_MAX
+    if resolving and t.pending_id == t.id:
+        return R.PENDING_ID_MUST_BE_DIFFERENT
+    if not flags & _PENDING and t.timeout != 0:
+        return R.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+    if not flags & _VOID and t.amount == 0:
+        return R.AMOUNT_MUST_NOT_BE_ZERO
+    if not resolving and t.ledger == 0:
+        return R.LEDGER_MUST_NOT_BE_ZERO
+    if not resolving and t.code == 0:
+        return R.CODE_MUST_NOT_BE_ZERO
+    return _OK
+
+
+def _pending_check(
+    t: Transfer, flags: int, p: tuple[int, ...], status: int, expires_at: int, ts: int
+) -> Result:
+    if status == PendingStatus.NONE:
+        return R.PENDING_TRANSFER_NOT_PENDING
+    if t.debit_account_id != 0 and t.debit_account_id != p[DR]:
+        return R.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
+    if t.credit_account_id != 0 and t.credit_account_id != p[CR]:
+        return R.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
+    if t.ledger != 0 and t.ledger != p[LEDGER]:
+        return R.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER
+    if t.code != 0 and t.code != p[CODE]:
+        return R.PENDING_TRANSFER_HAS_DIFFERENT_CODE
+    if flags & _POST and t.amount > p[AMOUNT]:
+        return R.EXCEEDS_PENDING_TRANSFER_AMOUNT
+    if flags & _VOID and t.amount != 0 and t.amount != p[AMOUNT]:
+        return R.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
+    if status == PendingStatus.POSTED:
+        return R.PENDING_TRANSFER_ALREADY_POSTED
+    if status == PendingStatus.VOIDED:
+        return R.PENDING_TRANSFER_ALREADY_VOIDED
+    if status == PendingStatus.EXPIRED or (expires_at != 0 and expires_at <= ts):
+        return R.PENDING_TRANSFER_EXPIRED
+    return _OK
+
+
+def _balanced(flags: int, amount: int, dr: _Row, cr: _Row) -> int:
+    """A balancing transfer takes at most what the guarded side still has available."""
+    if flags & _BAL_DR:
+        amount = min(amount, max(0, dr.credits_posted - dr.debits_posted - dr.debits_pending))
+    if flags & _BAL_CR:
+        amount = min(amount, max(0, cr.debits_posted - cr.credits_posted - cr.credits_pending))
+    return amount
+
+
+def _overflow_check(
+    dr: _Row, cr: _Row, amount: int, pending: int, timeout: int, ts: int, released: int
+) -> Result:
+    if pending and dr.debits_pending + amount > AMOUNT_MAX:
+        return R.OVERFLOWS_DEBITS_PENDING
+    if pending and cr.credits_pending + amount > AMOUNT_MAX:
+        return R.OVERFLOWS_CREDITS_PENDING
+    if not pending and dr.debits_posted + amount > AMOUNT_MAX:
+        return R.OVERFLOWS_DEBITS_POSTED
+    if not pending and cr.credits_posted + amount > AMOUNT_MAX:
+        return R.OVERFLOWS_CREDITS_POSTED
+    if dr.debits_pending - released + dr.debits_posted + amount > AMOUNT_MAX:
+        return R.OVERFLOWS_DEBITS
+    if cr.credits_pending - released + cr.credits_posted + amount > AMOUNT_MAX:
+        return R.OVERFLOWS_CREDITS
+    if pending and ts + timeout * NS_PER_SECOND > TIMESTAMP_MAX_NS:
+        return R.OVERFLOWS_TIMEOUT
+    return _OK
+
+
+def _debit_short(flags: int, amount: int, dr: _Row) -> bool:
+    if dr.flags & _DR_GUARD and dr.debits_pending + dr.debits_posted + amount > dr.credits_posted:
+        return True
+    return bool(flags & _BAL_DR) and amount == 0
+
+
+def _fits(flags: int, amount: int, dr: _Row, cr: _Row, pending: int) -> bool:
+    if _debit_short(flags, amount, dr):
+        return False
+    if cr.flags & _CR_GUARD and cr.credits_pending + cr.credits_posted + amount > cr.debits_posted:
+        return False
+    return not (flags & _BAL_CR and amount == 0)
+
+
+def _account_record(row: _Row) -> Account:
+    e = row.event
+    return Account(
+        id=e.id,
+        ledger=e.ledger,
+        code=e.code,
+        flags=e.flags,
+        user_data=e.user_data,
+        debits_pending=row.debits_pending,
+        debits_posted=row.debits_posted,
+        credits_pending=row.credits_pending,
+        credits_posted=row.credits_posted,
+        timestamp=row.timestamp,
+    )
+
+
+def _transfer_record(transfer_id: int, s: tuple[int, ...]) -> Transfer:
+    return Transfer(
+        id=transfer_id,
+        debit_account_id=s[DR],
+        credit_account_id=s[CR],
+        amount=s[AMOUNT],
+        pending_id=s[PENDING_ID],
+        timeout=s[TIMEOUT],
+        ledger=s[LEDGER],
+        code=s[CODE],
+        user_data=s[USER_DATA],
+        flags=s[FLAGS],
+        timestamp=s[TIMESTAMP],
+    )
+
+
+def apply(
+    state: Ledger, events: Sequence[Account | Transfer], now: int
+) -> tuple[Ledger, list[Result]]:
+    """The pure form: a new ledger and the results; `state` is left as it was.
+
+    It copies the state (O(size)); a long-lived owner such as a store calls `Ledger.apply`,
+    which changes the ledger in place with the same semantics.
+    """
+    new_state = state.copy()
+    results = new_state.apply(events, now)
+    return new_state, results
