@@ -37,8 +37,16 @@ def simple_batches(batches: int, accounts: int, seed: int) -> list[list[Transfer
             debit = rng.randint(1, accounts)
             credit = rng.randint(1, accounts - 1)
             credit += credit >= debit
-            batch.append(Transfer(id=next_id, debit_account_id=debit, credit_account_id=credit,
-                                  amount=rng.randint(1, 10_000), ledger=1, code=1))
+            batch.append(
+                Transfer(
+                    id=next_id,
+                    debit_account_id=debit,
+                    credit_account_id=credit,
+                    amount=rng.randint(1, 10_000),
+                    ledger=1,
+                    code=1,
+                )
+            )
             next_id += 1
         out.append(batch)
     return out
@@ -57,18 +65,36 @@ def mixed_batches(batches: int, accounts: int, seed: int) -> list[list[Transfer]
             credit += credit >= debit
             slot = i % 20
             if slot in (0, 1):
-                t = Transfer(id=next_id, debit_account_id=debit, credit_account_id=credit,
-                             amount=1000, ledger=1, code=1, flags=TransferFlags.PENDING)
+                t = Transfer(
+                    id=next_id,
+                    debit_account_id=debit,
+                    credit_account_id=credit,
+                    amount=1000,
+                    ledger=1,
+                    code=1,
+                    flags=TransferFlags.PENDING,
+                )
                 new_pending.append(next_id)
             elif slot == 2 and open_pending:
-                t = Transfer(id=next_id, pending_id=open_pending.pop(), amount=600,
-                             flags=TransferFlags.POST_PENDING)
+                t = Transfer(
+                    id=next_id,
+                    pending_id=open_pending.pop(),
+                    amount=600,
+                    flags=TransferFlags.POST_PENDING,
+                )
             elif slot == 3 and open_pending:
-                t = Transfer(id=next_id, pending_id=open_pending.pop(),
-                             flags=TransferFlags.VOID_PENDING)
+                t = Transfer(
+                    id=next_id, pending_id=open_pending.pop(), flags=TransferFlags.VOID_PENDING
+                )
             else:
-                t = Transfer(id=next_id, debit_account_id=debit, credit_account_id=credit,
-                             amount=rng.randint(1, 10_000), ledger=1, code=1)
+                t = Transfer(
+                    id=next_id,
+                    debit_account_id=debit,
+                    credit_account_id=credit,
+                    amount=rng.randint(1, 10_000),
+                    ledger=1,
+                    code=1,
+                )
             batch.append(t)
             next_id += 1
         open_pending = new_pending
@@ -106,7 +132,9 @@ def median_rate(measure: Callable[[], float], runs: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--accounts", type=int, default=10_000)
@@ -122,14 +150,32 @@ def main() -> None:
         rates.append(time_ledger(simple, args.accounts))
         peers.append(time_dict_loop(simple, args.accounts))
     value, peer = statistics.median(rates), statistics.median(peers)
-    print(json.dumps({"name": "core.apply.simple", "value": round(value), "unit": "transfers/s",
-                      "params": {**params, "transfers": transfers}, "peer": "bare dict loop",
-                      "peer_value": round(peer), "ratio": round(value / peer, 3)}))
+    print(
+        json.dumps(
+            {
+                "name": "core.apply.simple",
+                "value": round(value),
+                "unit": "transfers/s",
+                "params": {**params, "transfers": transfers},
+                "peer": "bare dict loop",
+                "peer_value": round(peer),
+                "ratio": round(value / peer, 3),
+            }
+        )
+    )
 
     mixed = mixed_batches(args.batches, args.accounts, seed=2)
     value = median_rate(lambda: time_ledger(mixed, args.accounts), args.runs)
-    print(json.dumps({"name": "core.apply.mixed", "value": round(value), "unit": "transfers/s",
-                      "params": {**params, "transfers": transfers, "two_phase_share": 0.2}}))
+    print(
+        json.dumps(
+            {
+                "name": "core.apply.mixed",
+                "value": round(value),
+                "unit": "transfers/s",
+                "params": {**params, "transfers": transfers, "two_phase_share": 0.2},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import heapq
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
+from ledger.core.errors import InvalidTimeError
 from ledger.core.flags import ACCOUNT_FLAGS_KNOWN, TRANSFER_FLAGS_KNOWN, AccountFlags
 from ledger.core.flags import TransferFlags as TF
-from ledger.core.errors import InvalidTimeError
 from ledger.core.limits import AMOUNT_MAX, ID_MAX, NS_PER_SECOND, TIMESTAMP_MAX_NS
 from ledger.core.results import TRANSIENT_RESULTS, Result
 from ledger.core.types import Account, AccountBalance, Expiry, PendingStatus, Transfer
@@ -41,6 +41,9 @@ _NOT_TRANSFER_FLAGS = ~TRANSFER_FLAGS_KNOWN
 _NOT_ACCOUNT_FLAGS = ~ACCOUNT_FLAGS_KNOWN
 _OK = R.OK
 _PENDING_STATUS = int(PendingStatus.PENDING)
+
+Undo = list[Callable[[], None]]
+"""Inside a linked chain: how to take back each change made so far, newest last."""
 
 # Stored transfer tuple: positions of its fields.
 DR, CR, AMOUNT, PENDING_ID, TIMEOUT, LEDGER, CODE, USER_DATA, FLAGS, TIMESTAMP = range(10)
@@ -108,7 +111,9 @@ class Ledger:
                 end += 1
             if end == index:
                 event = events[index]
-                code = self._plain_transfer(event, base + index) if type(event) is Transfer else None
+                code = (
+                    self._plain_transfer(event, base + index) if type(event) is Transfer else None
+                )
                 results[index] = self._one(event, base + index, None) if code is None else code
             elif end == count:
                 self._chain_open(results, index, count)
@@ -127,7 +132,7 @@ class Ledger:
             assert spec.account_within_limits(row), row.event.id
         self._touched.clear()
 
-    def _one(self, event: Account | Transfer, ts: int, undo: list[object] | None) -> Result:
+    def _one(self, event: Account | Transfer, ts: int, undo: Undo | None) -> Result:
         if type(event) is Transfer:
             return self._transfer(event, ts, undo)
         assert type(event) is Account
@@ -146,7 +151,7 @@ class Ledger:
         end: int,
         base: int,
     ) -> None:
-        undo: list[object] = []
+        undo: Undo = []
         for i in range(start, end):
             code = self._one(events[i], base + i, undo)
             if code is not _OK:
@@ -157,25 +162,9 @@ class Ledger:
                 return
             results[i] = code
 
-    def _undo(self, undo: list[object]) -> None:
-        for entry in reversed(undo):
-            kind = entry[0]  # type: ignore[index]
-            if kind == "totals":
-                _, row, dp, dpo, cp, cpo, history_length = entry  # type: ignore[misc]
-                row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted = dp, dpo, cp, cpo
-                if row.history is not None:
-                    del row.history[history_length:]
-            elif kind == "account":
-                del self._accounts[entry[1]]  # type: ignore[index]
-            elif kind == "transfer":
-                transfer_id = entry[1]  # type: ignore[index]
-                del self._transfers[transfer_id]
-                self._status.pop(transfer_id, None)
-                self._expires_at.pop(transfer_id, None)
-            else:
-                assert kind == "status"
-                _, pending_id, old = entry  # type: ignore[misc]
-                self._status[pending_id] = old
+    def _undo(self, undo: Undo) -> None:
+        for restore in reversed(undo):
+            restore()
 
     # --- expiry -------------------------------------------------------------------------------
 
@@ -210,7 +199,7 @@ class Ledger:
 
     # --- accounts -----------------------------------------------------------------------------
 
-    def _account(self, a: Account, ts: int, undo: list[object] | None) -> Result:
+    def _account(self, a: Account, ts: int, undo: Undo | None) -> Result:
         if a.timestamp != 0:
             return R.TIMESTAMP_MUST_BE_ZERO
         if a.flags & _NOT_ACCOUNT_FLAGS:
@@ -239,7 +228,7 @@ class Ledger:
         # -- accepted --
         self._accounts[a.id] = _Row(a, ts)
         if undo is not None:
-            undo.append(("account", a.id))
+            undo.append(lambda: self._forget_account(a.id))
         return _OK
 
     # --- transfers ----------------------------------------------------------------------------
@@ -250,15 +239,27 @@ class Ledger:
         plain; `_transfer` then decides it with the full checks in precedence order."""
         tid, amount = t.id, t.amount
         if (
-            t.flags != 0 or t.timestamp != 0 or t.pending_id != 0 or t.timeout != 0
-            or not 0 < tid < ID_MAX or tid in self._transfers or tid in self._failed or amount == 0
+            t.flags != 0
+            or t.timestamp != 0
+            or t.pending_id != 0
+            or t.timeout != 0
+            or not 0 < tid < ID_MAX
+            or tid in self._transfers
+            or tid in self._failed
+            or amount == 0
         ):
             return None
         dr = self._accounts.get(t.debit_account_id)
         cr = self._accounts.get(t.credit_account_id)
         if (
-            dr is None or cr is None or dr is cr or dr.flags or cr.flags
-            or t.code == 0 or t.ledger != dr.ledger or t.ledger != cr.ledger
+            dr is None
+            or cr is None
+            or dr is cr
+            or dr.flags
+            or cr.flags
+            or t.code == 0
+            or t.ledger != dr.ledger
+            or t.ledger != cr.ledger
             or dr.debits_pending + dr.debits_posted + amount > AMOUNT_MAX
             or cr.credits_pending + cr.credits_posted + amount > AMOUNT_MAX
         ):
@@ -269,12 +270,20 @@ class Ledger:
         self._touched.add(dr)
         self._touched.add(cr)
         self._transfers[tid] = (
-            t.debit_account_id, t.credit_account_id, amount, 0, 0, t.ledger, t.code, t.user_data,
-            0, ts,
+            t.debit_account_id,
+            t.credit_account_id,
+            amount,
+            0,
+            0,
+            t.ledger,
+            t.code,
+            t.user_data,
+            0,
+            ts,
         )
         return _OK
 
-    def _transfer(self, t: Transfer, ts: int, undo: list[object] | None) -> Result:
+    def _transfer(self, t: Transfer, ts: int, undo: Undo | None) -> Result:
         tid, flags = t.id, t.flags
         if t.timestamp != 0:
             return R.TIMESTAMP_MUST_BE_ZERO
@@ -301,7 +310,9 @@ class Ledger:
             self._failed.add(tid)
         return code
 
-    def _accounts_of(self, t: Transfer, dr_id: int, cr_id: int, ledger: int) -> Result | tuple[_Row, _Row]:
+    def _accounts_of(
+        self, t: Transfer, dr_id: int, cr_id: int, ledger: int
+    ) -> Result | tuple[_Row, _Row]:
         dr = self._accounts.get(dr_id)
         if dr is None:
             return self._fail(t.id, R.DEBIT_ACCOUNT_NOT_FOUND)
@@ -314,7 +325,7 @@ class Ledger:
             return R.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
         return dr, cr
 
-    def _move(self, t: Transfer, flags: int, ts: int, undo: list[object] | None) -> Result:
+    def _move(self, t: Transfer, flags: int, ts: int, undo: Undo | None) -> Result:
         """A single-phase or pending transfer."""
         rows = self._accounts_of(t, t.debit_account_id, t.credit_account_id, t.ledger)
         if type(rows) is not tuple:
@@ -358,13 +369,19 @@ class Ledger:
             self._history(cr, ts)
         return _OK
 
-    def _resolve(self, t: Transfer, flags: int, ts: int, undo: list[object] | None) -> Result:
+    def _resolve(self, t: Transfer, flags: int, ts: int, undo: Undo | None) -> Result:
         """Post or void the pending transfer `t.pending_id`."""
         p = self._transfers.get(t.pending_id)
         if p is None:
             return self._fail(t.id, R.PENDING_TRANSFER_NOT_FOUND)
-        code = _pending_check(t, flags, p, self._status.get(t.pending_id, 0),
-                              self._expires_at.get(t.pending_id, 0), ts)
+        code = _pending_check(
+            t,
+            flags,
+            p,
+            self._status.get(t.pending_id, 0),
+            self._expires_at.get(t.pending_id, 0),
+            ts,
+        )
         if code is not _OK:
             return code
         rows = self._accounts_of(t, p[DR], p[CR], p[LEDGER])
@@ -394,7 +411,8 @@ class Ledger:
             dr.debits_posted += amount
             cr.credits_posted += amount
         if undo is not None:
-            undo.append(("status", t.pending_id, self._status[t.pending_id]))
+            pending_id, old_status = t.pending_id, self._status[t.pending_id]
+            undo.append(lambda: self._status.__setitem__(pending_id, old_status))
         self._status[t.pending_id] = int(PendingStatus.POSTED if post else PendingStatus.VOIDED)
         self._store(t, p[DR], p[CR], amount, p[LEDGER], p[CODE], ts, undo)
         self._history(dr, ts)
@@ -411,18 +429,43 @@ class Ledger:
         ledger: int,
         code: int,
         ts: int,
-        undo: list[object] | None,
+        undo: Undo | None,
     ) -> None:
         self._transfers[t.id] = (
-            dr_id, cr_id, amount, t.pending_id, t.timeout, ledger, code, t.user_data, t.flags, ts,
+            dr_id,
+            cr_id,
+            amount,
+            t.pending_id,
+            t.timeout,
+            ledger,
+            code,
+            t.user_data,
+            t.flags,
+            ts,
         )
         if undo is not None:
-            undo.append(("transfer", t.id))
+            undo.append(lambda: self._forget_transfer(t.id))
 
-    def _record_totals(self, row: _Row, undo: list[object]) -> None:
-        length = 0 if row.history is None else len(row.history)
+    def _forget_account(self, account_id: int) -> None:
+        del self._accounts[account_id]
+
+    def _forget_transfer(self, transfer_id: int) -> None:
+        del self._transfers[transfer_id]
+        self._status.pop(transfer_id, None)
+        self._expires_at.pop(transfer_id, None)
+
+    def _record_totals(self, row: _Row, undo: Undo) -> None:
         totals = (row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted)
-        undo.append(("totals", row, *totals, length))
+        length = 0 if row.history is None else len(row.history)
+
+        def restore() -> None:
+            (row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted) = (
+                totals
+            )
+            if row.history is not None:
+                del row.history[length:]
+
+        undo.append(restore)
 
     def _history(self, row: _Row, ts: int) -> None:
         if row.history is not None:  # only accounts created with the history flag keep one
@@ -481,7 +524,12 @@ class Ledger:
         other = Ledger()
         for account_id, row in self._accounts.items():
             clone = _Row(row.event, row.timestamp)
-            clone.debits_pending, clone.debits_posted, clone.credits_pending, clone.credits_posted = row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted
+            (
+                clone.debits_pending,
+                clone.debits_posted,
+                clone.credits_pending,
+                clone.credits_posted,
+            ) = row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted
             clone.history = None if row.history is None else list(row.history)
             other._accounts[account_id] = clone
         other._transfers = dict(self._transfers)

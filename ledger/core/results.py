@@ -97,6 +97,4 @@ TRANSIENT_RESULTS = frozenset(
 )
 
 # Results that leave the ledger as it was and tell the caller the id is known.
-EXISTS_RESULTS = frozenset(
-    {r for r in Result if r.name.startswith("EXISTS")}
-)
+EXISTS_RESULTS = frozenset({r for r in Result if r.name.startswith("EXISTS")})

@@ -22,7 +22,7 @@ from ledger.core.types import Account, Transfer
 
 Event = Account | Transfer
 
-_ACCOUNT_FIELDS = (
+_ACCOUNT_FIELDS: tuple[tuple[str, int], ...] = (
     ("id", ID_MAX),
     ("ledger", LEDGER_MAX),
     ("code", CODE_MAX),
@@ -34,7 +34,7 @@ _ACCOUNT_FIELDS = (
     ("credits_posted", AMOUNT_MAX),
     ("timestamp", TIMESTAMP_MAX_NS),
 )
-_TRANSFER_FIELDS = (
+_TRANSFER_FIELDS: tuple[tuple[str, int], ...] = (
     ("id", ID_MAX),
     ("debit_account_id", ID_MAX),
     ("credit_account_id", ID_MAX),
@@ -80,12 +80,27 @@ def _plain_transfer(t: object) -> bool:
     i, d, c, a, p = t.id, t.debit_account_id, t.credit_account_id, t.amount, t.pending_id
     o, lg, cd, u, f, ts = t.timeout, t.ledger, t.code, t.user_data, t.flags, t.timestamp
     return (
-        type(i) is int and type(d) is int and type(c) is int and type(a) is int
-        and type(p) is int and type(o) is int and type(lg) is int and type(cd) is int
-        and type(u) is int and type(f) is int and type(ts) is int
-        and 0 <= i <= ID_MAX and 0 <= d <= ID_MAX and 0 <= c <= ID_MAX and 0 <= a <= AMOUNT_MAX
-        and 0 <= p <= ID_MAX and 0 <= o <= TIMEOUT_MAX_SECONDS and 0 <= lg <= LEDGER_MAX
-        and 0 <= cd <= CODE_MAX and 0 <= u <= USER_DATA_MAX and 0 <= f <= TRANSFER_FLAGS_MAX
+        type(i) is int
+        and type(d) is int
+        and type(c) is int
+        and type(a) is int
+        and type(p) is int
+        and type(o) is int
+        and type(lg) is int
+        and type(cd) is int
+        and type(u) is int
+        and type(f) is int
+        and type(ts) is int
+        and 0 <= i <= ID_MAX
+        and 0 <= d <= ID_MAX
+        and 0 <= c <= ID_MAX
+        and 0 <= a <= AMOUNT_MAX
+        and 0 <= p <= ID_MAX
+        and 0 <= o <= TIMEOUT_MAX_SECONDS
+        and 0 <= lg <= LEDGER_MAX
+        and 0 <= cd <= CODE_MAX
+        and 0 <= u <= USER_DATA_MAX
+        and 0 <= f <= TRANSFER_FLAGS_MAX
         and 0 <= ts <= TIMESTAMP_MAX_NS
     )
 
