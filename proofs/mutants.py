@@ -1,0 +1,181 @@
+"""Named seeded bugs that the Z3 obligations must reject (a proof that cannot fail proves nothing).
+
+Each mutant is one source-text replacement in ledger/core/kernel.py (or in specs/ledger.py, to
+show that the spec bites). The mutated text is compiled into a fresh module, so the report shows
+exactly what changed, and `run()` discharges every obligation of proofs/z3proofs.py against it;
+the obligations that fail are the mutant's `killed_by`. An original text must occur exactly once
+in the current source (checked before loading), so a mutant can never silently become a no-op.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+from proofs import z3proofs
+from proofs.report import MutantOutcome
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNEL = "ledger/core/kernel.py"
+SPEC = "specs/ledger.py"
+
+
+@dataclass(frozen=True, slots=True)
+class Mutant:
+    """A seeded bug.
+
+    Attributes:
+        name: stable short name.
+        description: the bug in plain words.
+        file: the mutated file, relative to the repository root.
+        original: the exact source text replaced (must occur once in `file`).
+        replacement: the text put in its place.
+    """
+
+    name: str
+    description: str
+    file: str
+    original: str
+    replacement: str
+
+
+_GUARD = "dr_pending + a.dr_debits_posted + amount > a.dr_credits_posted"
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant("overdraft_guard_removed",
+           "a guarded debit account may be debited beyond its credits (guard never checked)",
+           KERNEL, _GUARD, "False"),
+    Mutant("pending_debits_not_counted_in_guard",
+           "the guard ignores money held by pending debits, so holds can be overspent",
+           KERNEL, _GUARD, "a.dr_debits_posted + amount > a.dr_credits_posted"),
+    Mutant("guard_over_restrictive",
+           "`<=` turned into `<` in the guard: spending the exact balance is refused",
+           KERNEL, _GUARD, "dr_pending + a.dr_debits_posted + amount >= a.dr_credits_posted"),
+    Mutant("pending_posted_twice",
+           "a post does not move the pending transfer's status, so it can be posted again",
+           KERNEL, "resolved_status = ops.ite(t.post_pending, STATUS_POSTED, STATUS_VOIDED)",
+           "resolved_status = ops.ite(t.post_pending, STATUS_PENDING, STATUS_VOIDED)"),
+    Mutant("post_above_pending_amount",
+           "a post may move up to twice the pending amount",
+           KERNEL, "(ops.and_(t.post_pending, t.amount > v.pending_amount),",
+           "(ops.and_(t.post_pending, t.amount > 2 * v.pending_amount),"),
+    Mutant("transfer_exists_check_removed",
+           "an existing transfer id is applied again (only ID_ALREADY_FAILED is kept)",
+           KERNEL, "*_exists_checks(s, t, v, ops),", "*_exists_checks(s, t, v, ops)[-1:],"),
+    Mutant("account_exists_check_removed",
+           "re-creating an existing account with the same body overwrites it",
+           KERNEL, "(exists, Result.EXISTS),", "(False, Result.EXISTS),"),
+    Mutant("chain_partly_applied",
+           "apply_chain keeps the events before the failing one (no rollback)",
+           KERNEL, "final = select_state(ops, failed_so_far, rolled_back, current)",
+           "final = current"),
+    Mutant("overflow_check_removed",
+           "OVERFLOWS_DEBITS is never returned, so pending + posted debits pass AMOUNT_MAX",
+           KERNEL,
+           "(ops.and_(not_void, dr_pending - released + a.dr_debits_posted + amount > AMOUNT_MAX),",
+           "(ops.and_(not_void, False),"),
+    Mutant("balancing_takes_more_than_available",
+           "a balancing debit ignores pending holds when computing what is available",
+           KERNEL,
+           "debit_room = _clamp_zero(ops, a.dr_credits_posted - a.dr_debits_posted"
+           " - a.dr_debits_pending)",
+           "debit_room = _clamp_zero(ops, a.dr_credits_posted - a.dr_debits_posted)"),
+    Mutant("expired_pending_still_postable",
+           "a pending transfer past its timeout but not yet swept can still be posted or voided",
+           KERNEL, "(resolving(expired), Result.PENDING_TRANSFER_EXPIRED),",
+           "(resolving(v.pending_status == STATUS_EXPIRED), Result.PENDING_TRANSFER_EXPIRED),"),
+    Mutant("expiry_ignores_status",
+           "a posted or voided transfer is expired again, releasing its amount a second time",
+           KERNEL, "ops.get(s.transfer_status, p) == STATUS_PENDING, expires_at != 0",
+           "ops.get(s.transfer_status, p) != STATUS_NONE, expires_at != 0"),
+    Mutant("failed_id_later_accepted",
+           "the ID_ALREADY_FAILED check is removed: a transiently failed id is accepted later",
+           KERNEL, "checks.append((ops.get(s.failed, i), Result.ID_ALREADY_FAILED))",
+           "checks.append((False, Result.ID_ALREADY_FAILED))"),
+    Mutant("credit_posted_twice",
+           "the credit side posts twice the amount",
+           KERNEL, "credits_posted=add(s.credits_posted, cr, posted_added),",
+           "credits_posted=add(s.credits_posted, cr, 2 * posted_added),"),
+    Mutant("void_releases_wrong_amount",
+           "a void releases the amount it names (0 means all) instead of the pending amount",
+           KERNEL, "released = ops.ite(ops.and_(ok, v.resolving), v.pending_amount, 0)",
+           "released = ops.ite(ops.and_(ok, v.resolving), "
+           "ops.ite(t.void_pending, t.amount, v.pending_amount), 0)"),
+    Mutant("closed_debit_account_debitable",
+           "a closed debit account can still be debited",
+           KERNEL,
+           "(ops.and_(not_void, ops.get(s.account_closed, dr)),"
+           " Result.DEBIT_ACCOUNT_ALREADY_CLOSED),",
+           "(ops.and_(not_void, False), Result.DEBIT_ACCOUNT_ALREADY_CLOSED),"),
+    Mutant("expiry_ghost_credits_not_released",
+           "an expiry does not update the per-ledger pending credits total",
+           KERNEL, "ledger_credits_pending=sub(s.ledger_credits_pending, ledger),",
+           "ledger_credits_pending=s.ledger_credits_pending,"),
+    Mutant("spec_guard_strict",
+           "spec: L1 demands debits strictly below credits (the kernel rightly allows equality)",
+           SPEC, "ops.or_(ops.not_(debits_guard), dp + dpo <= cpo),",
+           "ops.or_(ops.not_(debits_guard), dp + dpo < cpo),"),
+    Mutant("spec_acceptance_without_guard",
+           "spec: transfer_accepted forgets the debit guard",
+           SPEC,
+           "ops.or_(ops.not_(pre.dr_debits_guard),"
+           " pre.dr_dp + pre.dr_dpo + pre.moved <= pre.dr_cpo),",
+           "True,"),
+    Mutant("spec_effect_without_release",
+           "spec: transfer_effect forgets that a post or void releases the pending amount",
+           SPEC, "released = ops.ite(resolving, pre.p_amount, 0)",
+           "released = ops.ite(resolving, 0, 0)"),
+)
+
+
+class MutantError(Exception):
+    """A mutant that does not apply exactly once to the current source."""
+
+
+def source(m: Mutant) -> str:
+    return (ROOT / m.file).read_text()
+
+
+def occurrences(m: Mutant) -> int:
+    """How often the mutant's original text occurs in its file (must be exactly 1)."""
+    return source(m).count(m.original)
+
+
+def load(m: Mutant) -> types.ModuleType:
+    """The mutated file as a fresh module (the real modules are untouched)."""
+    text = source(m)
+    count = text.count(m.original)
+    if count != 1:
+        raise MutantError(f"{m.name}: original text occurs {count} times in {m.file}, not once")
+    name = f"_mutant_{m.name}"
+    module = types.ModuleType(name)
+    module.__file__ = f"<mutant {m.name} of {m.file}>"
+    # dataclasses looks the defining module up in sys.modules, so it must be there while the
+    # classes are created; it is removed again so that nothing else can import it.
+    sys.modules[name] = module
+    try:
+        exec(compile(text.replace(m.original, m.replacement), module.__file__, "exec"),
+             module.__dict__)
+    finally:
+        del sys.modules[name]
+    return module
+
+
+def run_one(m: Mutant) -> MutantOutcome:
+    """Every Z3 obligation against mutant `m`; the failing ones are its killers."""
+    start = time.perf_counter()
+    module = load(m)
+    if m.file == KERNEL:
+        outcomes = z3proofs.run(kernel_module=module)
+    else:
+        outcomes = z3proofs.run(spec_module=module)
+    killed_by = tuple(o.obligation for o in outcomes if not o.holds)
+    return MutantOutcome(m.name, m.description, killed_by, time.perf_counter() - start)
+
+
+def run() -> list[MutantOutcome]:
+    """Every mutant, in declaration order."""
+    return [run_one(m) for m in MUTANTS]
