@@ -33,8 +33,10 @@ from proofs.z3ops import (
 )
 
 NONE, PENDING = int(PendingStatus.NONE), int(PendingStatus.PENDING)
-POSTED, VOIDED, EXPIRED = int(PendingStatus.POSTED), int(PendingStatus.VOIDED), int(
-    PendingStatus.EXPIRED
+POSTED, VOIDED, EXPIRED = (
+    int(PendingStatus.POSTED),
+    int(PendingStatus.VOIDED),
+    int(PendingStatus.EXPIRED),
 )
 TOTALS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 GHOSTS = tuple(f"ledger_{name}" for name in TOTALS)
@@ -135,8 +137,12 @@ class Conjunct:
 def invariant(spec: ModuleType) -> list[Conjunct]:
     """The conjuncts: L1, L2, L7 from specs/ledger.py, plus the supporting ones ("S.*") that
     make them inductive."""
-    return [*_account_conjuncts(spec), *_transfer_conjuncts(), *_ledger_conjuncts(spec),
-            Conjunct("S.reserved_ids_unused", "global", ("L4",), _reserved_ids_unused)]
+    return [
+        *_account_conjuncts(spec),
+        *_transfer_conjuncts(),
+        *_ledger_conjuncts(spec),
+        Conjunct("S.reserved_ids_unused", "global", ("L4",), _reserved_ids_unused),
+    ]
 
 
 def _totals(s: Any, k: Any) -> tuple[Any, Any, Any, Any]:
@@ -169,10 +175,10 @@ def _account_conjuncts(spec: ModuleType) -> list[Conjunct]:
         Conjunct("L1.credits_must_not_exceed_debits", "account", ("L1",), credits_guard),
         Conjunct("L7.totals_in_bounds", "account", ("L7",), bounds),
         Conjunct("S.unknown_account_is_empty", "account", ("L1", "L2"), unknown_is_empty),
-        Conjunct("S.debits_pending_is_sum_of_pending", "account", ("L5", "L7"),
-                 debits_pending_sum),
-        Conjunct("S.credits_pending_is_sum_of_pending", "account", ("L5", "L7"),
-                 credits_pending_sum),
+        Conjunct("S.debits_pending_is_sum_of_pending", "account", ("L5", "L7"), debits_pending_sum),
+        Conjunct(
+            "S.credits_pending_is_sum_of_pending", "account", ("L5", "L7"), credits_pending_sum
+        ),
     ]
 
 
@@ -201,8 +207,12 @@ def _transfer_conjuncts() -> list[Conjunct]:
         return z3.Implies(s.transfer_status[j] == PENDING, s.transfer_amount[j] > 0)
 
     return [
-        Conjunct("S.transfer_names_existing_accounts", "transfer", ("L1", "L2", "L5"),
-                 names_existing_accounts),
+        Conjunct(
+            "S.transfer_names_existing_accounts",
+            "transfer",
+            ("L1", "L2", "L5"),
+            names_existing_accounts,
+        ),
         Conjunct("S.transfer_ledger_matches_accounts", "transfer", ("L2",), ledger_matches),
         Conjunct("S.unknown_transfer_has_no_status", "transfer", ("L5",), unknown_has_no_status),
         Conjunct("S.status_in_range", "transfer", ("L5",), status_in_range),
@@ -224,15 +234,19 @@ def _ledger_conjuncts(spec: ModuleType) -> list[Conjunct]:
 
     return [
         Conjunct("L2.double_entry", "ledger", ("L2",), double_entry),
-        *[Conjunct(f"L2.ghost_{total}_is_sum", "ledger", ("L2",), ghost_is_sum(total))
-          for total in TOTALS],
+        *[
+            Conjunct(f"L2.ghost_{total}_is_sum", "ledger", ("L2",), ghost_is_sum(total))
+            for total in TOTALS
+        ],
     ]
 
 
 def _reserved_ids_unused(s: Any, _: Any) -> Any:
     return z3.And(
-        z3.Not(s.account_exists[0]), z3.Not(s.account_exists[ID_MAX]),
-        z3.Not(s.transfer_exists[0]), z3.Not(s.transfer_exists[ID_MAX]),
+        z3.Not(s.account_exists[0]),
+        z3.Not(s.account_exists[ID_MAX]),
+        z3.Not(s.transfer_exists[0]),
+        z3.Not(s.transfer_exists[ID_MAX]),
     )
 
 
@@ -275,8 +289,11 @@ def sum_lemmas(pre: Any, post: Any, touched: dict[str, list[Any]]) -> list[Any]:
         before, after = _ledger_sum_of(pre, total), _ledger_sum_of(post, total)
         facts.append(sum_after_writes(before[0], after[0], writes, before[1], after[1]))
     for side in ("transfer_debit_account_id", "transfer_credit_account_id"):
-        writes = [*touched.get("transfer_status", []), *touched.get(side, []),
-                  *touched.get("transfer_amount", [])]
+        writes = [
+            *touched.get("transfer_status", []),
+            *touched.get(side, []),
+            *touched.get("transfer_amount", []),
+        ]
         before, after = _pending_sum_of(pre, side), _pending_sum_of(post, side)
         facts.append(sum_after_writes(before[0], after[0], writes, before[1], after[1]))
     return facts
@@ -392,8 +409,10 @@ def transfer_step(kernel: ModuleType, conjuncts: Sequence[Conjunct], prefix: str
     view = transfer_view(pre, t)
     dr, cr, p, i = view["dr"], view["cr"], view["p"], t.id
     touched: dict[str, list[Any]] = {
-        "debits_pending": [dr], "debits_posted": [dr],
-        "credits_pending": [cr], "credits_posted": [cr],
+        "debits_pending": [dr],
+        "debits_posted": [dr],
+        "credits_pending": [cr],
+        "credits_posted": [cr],
         **{ghost: [view["ledger"]] for ghost in GHOSTS},
         **{name: [i] for name in kernel.MAP_FIELDS if name.startswith("transfer_")},
         "transfer_status": [p, i],
@@ -401,15 +420,25 @@ def transfer_step(kernel: ModuleType, conjuncts: Sequence[Conjunct], prefix: str
     }
     assumptions = transfer_wellformed(t) + timestamp_assumptions(pre, ts)
     at = Indices(
-        accounts=[dr, cr, t.debit_account_id, t.credit_account_id,
-                  *_transfer_accounts(pre, [p, i, TRANSFER_W])],
+        accounts=[
+            dr,
+            cr,
+            t.debit_account_id,
+            t.credit_account_id,
+            *_transfer_accounts(pre, [p, i, TRANSFER_W]),
+        ],
         transfers=[i, p],
         ledgers=[view["ledger"], t.ledger, pre.account_ledger[dr], pre.account_ledger[cr]],
     )
-    hypotheses = (assumptions + instantiate(conjuncts, pre, at)
-                  + sum_lemmas(pre, post, touched) + pending_covers(pre, [p, i, TRANSFER_W]))
-    return Step("create_transfer", pre, post, t, ts, code, code == 0, touched, assumptions,
-                hypotheses, view)
+    hypotheses = (
+        assumptions
+        + instantiate(conjuncts, pre, at)
+        + sum_lemmas(pre, post, touched)
+        + pending_covers(pre, [p, i, TRANSFER_W])
+    )
+    return Step(
+        "create_transfer", pre, post, t, ts, code, code == 0, touched, assumptions, hypotheses, view
+    )
 
 
 def _transfer_accounts(s: Any, transfers: Sequence[Any]) -> list[Any]:
@@ -431,10 +460,20 @@ def account_step(kernel: ModuleType, conjuncts: Sequence[Conjunct], prefix: str 
         transfers=[],
         ledgers=[a.ledger, pre.account_ledger[a.id]],
     )
-    hypotheses = (assumptions + instantiate(conjuncts, pre, at)
-                  + sum_lemmas(pre, post, touched))
-    return Step("create_account", pre, post, a, ts, code, code == 0, touched, assumptions,
-                hypotheses, {"id": a.id})
+    hypotheses = assumptions + instantiate(conjuncts, pre, at) + sum_lemmas(pre, post, touched)
+    return Step(
+        "create_account",
+        pre,
+        post,
+        a,
+        ts,
+        code,
+        code == 0,
+        touched,
+        assumptions,
+        hypotheses,
+        {"id": a.id},
+    )
 
 
 def expire_step(kernel: ModuleType, conjuncts: Sequence[Conjunct], prefix: str = "") -> Step:
@@ -445,8 +484,10 @@ def expire_step(kernel: ModuleType, conjuncts: Sequence[Conjunct], prefix: str =
     dr, cr = pre.transfer_debit_account_id[p], pre.transfer_credit_account_id[p]
     ledger = pre.transfer_ledger[p]
     touched: dict[str, list[Any]] = {
-        "debits_pending": [dr], "credits_pending": [cr],
-        "ledger_debits_pending": [ledger], "ledger_credits_pending": [ledger],
+        "debits_pending": [dr],
+        "credits_pending": [cr],
+        "ledger_debits_pending": [ledger],
+        "ledger_credits_pending": [ledger],
         "transfer_status": [p],
     }
     # Expiry ids come from the state (the driver sweeps due pending transfers), not from input.
@@ -456,11 +497,26 @@ def expire_step(kernel: ModuleType, conjuncts: Sequence[Conjunct], prefix: str =
         transfers=[p],
         ledgers=[ledger],
     )
-    hypotheses = (assumptions + instantiate(conjuncts, pre, at)
-                  + sum_lemmas(pre, post, touched) + pending_covers(pre, [p, TRANSFER_W]))
+    hypotheses = (
+        assumptions
+        + instantiate(conjuncts, pre, at)
+        + sum_lemmas(pre, post, touched)
+        + pending_covers(pre, [p, TRANSFER_W])
+    )
     view = {"p": p, "dr": dr, "cr": cr, "ledger": ledger}
-    return Step("expire_pending", pre, post, p, ts, None, as_bool(due), touched, assumptions,
-                hypotheses, view)
+    return Step(
+        "expire_pending",
+        pre,
+        post,
+        p,
+        ts,
+        None,
+        as_bool(due),
+        touched,
+        assumptions,
+        hypotheses,
+        view,
+    )
 
 
 def step_watch(step: Step) -> list[tuple[str, Any]]:
@@ -475,16 +531,30 @@ def step_watch(step: Step) -> list[tuple[str, Any]]:
             watch.append((name, step.view[name]))
     if step.kind == "create_transfer":
         t = step.event
-        watch += [(f"t.{f}", getattr(t, f)) for f in (
-            "amount", "pending", "post_pending", "void_pending", "balancing_debit",
-            "balancing_credit", "debit_account_id", "credit_account_id", "pending_id")]
+        watch += [
+            (f"t.{f}", getattr(t, f))
+            for f in (
+                "amount",
+                "pending",
+                "post_pending",
+                "void_pending",
+                "balancing_debit",
+                "balancing_credit",
+                "debit_account_id",
+                "credit_account_id",
+                "pending_id",
+            )
+        ]
     if step.kind == "create_account":
         a = step.event
         watch += [(f"a.{f}", getattr(a, f)) for f in ("ledger", "debits_guard", "credits_guard")]
     if "p" in step.view:
         p = step.view["p"]
-        watch += [("pre.status[p]", pre.transfer_status[p]), ("post.status[p]",
-                  post.transfer_status[p]), ("pre.amount[p]", pre.transfer_amount[p])]
+        watch += [
+            ("pre.status[p]", pre.transfer_status[p]),
+            ("post.status[p]", post.transfer_status[p]),
+            ("pre.amount[p]", pre.transfer_amount[p]),
+        ]
     for side in ("dr", "cr"):
         if side in step.view:
             watch += account_watch(f"{side}", step.view[side], pre, post)
@@ -492,12 +562,15 @@ def step_watch(step: Step) -> list[tuple[str, Any]]:
 
 
 def account_watch(label: str, k: Any, pre: Any, post: Any) -> list[tuple[str, Any]]:
-    watch = [(f"{label}.exists", pre.account_exists[k]),
-             (f"{label}.debits_guard", pre.account_debits_guard[k]),
-             (f"{label}.credits_guard", pre.account_credits_guard[k])]
+    watch = [
+        (f"{label}.exists", pre.account_exists[k]),
+        (f"{label}.debits_guard", pre.account_debits_guard[k]),
+        (f"{label}.credits_guard", pre.account_credits_guard[k]),
+    ]
     for total in TOTALS:
-        watch.append((f"{label}.{total} pre->post",
-                      (getattr(pre, total)[k], getattr(post, total)[k])))
+        watch.append(
+            (f"{label}.{total} pre->post", (getattr(pre, total)[k], getattr(post, total)[k]))
+        )
     return watch
 
 
@@ -507,16 +580,22 @@ def witness_watch(index: str, pre: Any, post: Any) -> list[tuple[str, Any]]:
         return [("w.account", ACCOUNT_W), *account_watch("w.account", ACCOUNT_W, pre, post)]
     if index == "transfer":
         j = TRANSFER_W
-        return [("w.transfer", j),
-                ("w.transfer exists pre->post", (pre.transfer_exists[j], post.transfer_exists[j])),
-                ("w.transfer status pre->post", (pre.transfer_status[j], post.transfer_status[j])),
-                ("w.transfer amount pre->post", (pre.transfer_amount[j], post.transfer_amount[j]))]
+        return [
+            ("w.transfer", j),
+            ("w.transfer exists pre->post", (pre.transfer_exists[j], post.transfer_exists[j])),
+            ("w.transfer status pre->post", (pre.transfer_status[j], post.transfer_status[j])),
+            ("w.transfer amount pre->post", (pre.transfer_amount[j], post.transfer_amount[j])),
+        ]
     if index == "ledger":
         watch: list[tuple[str, Any]] = [("w.ledger", LEDGER_W)]
         for total in TOTALS:
             ghost = f"ledger_{total}"
-            watch.append((f"w.ledger {ghost} pre->post",
-                          (getattr(pre, ghost)[LEDGER_W], getattr(post, ghost)[LEDGER_W])))
+            watch.append(
+                (
+                    f"w.ledger {ghost} pre->post",
+                    (getattr(pre, ghost)[LEDGER_W], getattr(post, ghost)[LEDGER_W]),
+                )
+            )
         return watch
     return []
 
@@ -524,8 +603,11 @@ def witness_watch(index: str, pre: Any, post: Any) -> list[tuple[str, Any]]:
 def step_sanity(step: Step) -> tuple[tuple[str, Any], ...]:
     """Non-vacuity for a step obligation: the hypotheses are satisfiable, and under them both an
     accepted and a rejected step are possible."""
-    return (("hypotheses", z3.BoolVal(True)), ("accepting step", step.accepted),
-            ("rejecting step", z3.Not(step.accepted)))
+    return (
+        ("hypotheses", z3.BoolVal(True)),
+        ("accepting step", step.accepted),
+        ("rejecting step", z3.Not(step.accepted)),
+    )
 
 
 def guard_sanity(step: Step, conjunct: str) -> tuple[tuple[str, Any], ...]:

@@ -49,8 +49,9 @@ def functional_obligations(
     ]
 
 
-def _obligation(step: Step, name: str, goal: Any, requirement: tuple[str, ...] = ("L3",)
-                ) -> Obligation:
+def _obligation(
+    step: Step, name: str, goal: Any, requirement: tuple[str, ...] = ("L3",)
+) -> Obligation:
     return Obligation(
         name=f"spec.{step.kind}.{name}",
         requirement=requirement,
@@ -78,15 +79,24 @@ def transfer_pre(spec: ModuleType, step: Step) -> SimpleNamespace:
     s, t, v = step.pre, step.event, step.view
     dr, cr, p = v["dr"], v["cr"], v["p"]
     pre = SimpleNamespace(
-        exists=s.transfer_exists[t.id], failed=s.failed[t.id],
-        dr_exists=s.account_exists[dr], cr_exists=s.account_exists[cr],
-        dr_ledger=s.account_ledger[dr], cr_ledger=s.account_ledger[cr],
-        dr_closed=s.account_closed[dr], cr_closed=s.account_closed[cr],
-        dr_debits_guard=s.account_debits_guard[dr], cr_credits_guard=s.account_credits_guard[cr],
-        p_exists=s.transfer_exists[p], p_status=s.transfer_status[p],
-        p_amount=s.transfer_amount[p], p_dr=s.transfer_debit_account_id[p],
-        p_cr=s.transfer_credit_account_id[p], p_ledger=s.transfer_ledger[p],
-        p_code=s.transfer_code[p], p_expires_at=s.transfer_expires_at[p],
+        exists=s.transfer_exists[t.id],
+        failed=s.failed[t.id],
+        dr_exists=s.account_exists[dr],
+        cr_exists=s.account_exists[cr],
+        dr_ledger=s.account_ledger[dr],
+        cr_ledger=s.account_ledger[cr],
+        dr_closed=s.account_closed[dr],
+        cr_closed=s.account_closed[cr],
+        dr_debits_guard=s.account_debits_guard[dr],
+        cr_credits_guard=s.account_credits_guard[cr],
+        p_exists=s.transfer_exists[p],
+        p_status=s.transfer_status[p],
+        p_amount=s.transfer_amount[p],
+        p_dr=s.transfer_debit_account_id[p],
+        p_cr=s.transfer_credit_account_id[p],
+        p_ledger=s.transfer_ledger[p],
+        p_code=s.transfer_code[p],
+        p_expires_at=s.transfer_expires_at[p],
         **_account_totals(s, dr, cr),
     )
     pre.moved = spec.moved_amount(Z3, t, pre)
@@ -113,8 +123,12 @@ def transfer_spec(spec: ModuleType, step: Step, map_fields: Sequence[str]) -> li
         _obligation(step, "effect", z3.Implies(ok, effect), ("L3", "L5")),
         _obligation(step, "record", z3.Implies(ok, _transfer_record(step, pre)), ("L3", "L4")),
         _obligation(step, "frame", z3.Implies(ok, _transfer_frame(step, map_fields)), ("L3",)),
-        _obligation(step, "rejection_changes_only_failed",
-                    z3.Implies(z3.Not(ok), _transfer_rejection(step, map_fields)), ("L4", "L6")),
+        _obligation(
+            step,
+            "rejection_changes_only_failed",
+            z3.Implies(z3.Not(ok), _transfer_rejection(step, map_fields)),
+            ("L4", "L6"),
+        ),
     ]
 
 
@@ -122,20 +136,30 @@ def _transfer_record(step: Step, pre: SimpleNamespace) -> Any:
     """What an accepted transfer stores under its id (and on its pending transfer)."""
     s, t, v, ts = step.post, step.event, step.view, step.ts
     i, p = t.id, v["p"]
-    flags = flags_value([
-        (t.linked, TransferFlags.LINKED), (t.pending, TransferFlags.PENDING),
-        (t.post_pending, TransferFlags.POST_PENDING), (t.void_pending, TransferFlags.VOID_PENDING),
-        (t.balancing_debit, TransferFlags.BALANCING_DEBIT),
-        (t.balancing_credit, TransferFlags.BALANCING_CREDIT),
-    ])
+    flags = flags_value(
+        [
+            (t.linked, TransferFlags.LINKED),
+            (t.pending, TransferFlags.PENDING),
+            (t.post_pending, TransferFlags.POST_PENDING),
+            (t.void_pending, TransferFlags.VOID_PENDING),
+            (t.balancing_debit, TransferFlags.BALANCING_DEBIT),
+            (t.balancing_credit, TransferFlags.BALANCING_CREDIT),
+        ]
+    )
     expires_at = z3.If(z3.And(t.pending, t.timeout != 0), ts + t.timeout * NS_PER_SECOND, 0)
     return z3.And(
-        s.transfer_exists[i], s.transfer_debit_account_id[i] == v["dr"],
-        s.transfer_credit_account_id[i] == v["cr"], s.transfer_amount[i] == pre.moved,
-        s.transfer_pending_id[i] == t.pending_id, s.transfer_timeout[i] == t.timeout,
-        s.transfer_ledger[i] == v["ledger"], s.transfer_code[i] == v["code"],
-        s.transfer_user_data[i] == t.user_data, s.transfer_flags[i] == flags,
-        s.transfer_timestamp[i] == ts, s.transfer_expires_at[i] == expires_at,
+        s.transfer_exists[i],
+        s.transfer_debit_account_id[i] == v["dr"],
+        s.transfer_credit_account_id[i] == v["cr"],
+        s.transfer_amount[i] == pre.moved,
+        s.transfer_pending_id[i] == t.pending_id,
+        s.transfer_timeout[i] == t.timeout,
+        s.transfer_ledger[i] == v["ledger"],
+        s.transfer_code[i] == v["code"],
+        s.transfer_user_data[i] == t.user_data,
+        s.transfer_flags[i] == flags,
+        s.transfer_timestamp[i] == ts,
+        s.transfer_expires_at[i] == expires_at,
         s.transfer_status[i] == z3.If(t.pending, PENDING, NONE),
         z3.Implies(v["resolving"], s.transfer_status[p] == z3.If(t.post_pending, POSTED, VOIDED)),
     )
@@ -148,15 +172,22 @@ def _transfer_frame(step: Step, map_fields: Sequence[str]) -> Any:
     transfer_maps = [f for f in map_fields if f.startswith("transfer_") and f != "transfer_status"]
     account_maps = [f for f in map_fields if f.startswith("account_")]
     return z3.And(
-        z3.Implies(z3.And(k != v["dr"], k != v["cr"]),
-                   z3.And(*[getattr(post, f)[k] == getattr(pre, f)[k] for f in TOTALS])),
+        z3.Implies(
+            z3.And(k != v["dr"], k != v["cr"]),
+            z3.And(*[getattr(post, f)[k] == getattr(pre, f)[k] for f in TOTALS]),
+        ),
         unchanged(step, account_maps),
-        z3.Implies(j != v["id"], z3.And(*[getattr(post, f)[j] == getattr(pre, f)[j]
-                                          for f in transfer_maps])),
-        z3.Implies(z3.And(j != v["id"], j != v["p"]),
-                   post.transfer_status[j] == pre.transfer_status[j]),
-        z3.Implies(led != v["ledger"],
-                   z3.And(*[getattr(post, f)[led] == getattr(pre, f)[led] for f in GHOSTS])),
+        z3.Implies(
+            j != v["id"],
+            z3.And(*[getattr(post, f)[j] == getattr(pre, f)[j] for f in transfer_maps]),
+        ),
+        z3.Implies(
+            z3.And(j != v["id"], j != v["p"]), post.transfer_status[j] == pre.transfer_status[j]
+        ),
+        z3.Implies(
+            led != v["ledger"],
+            z3.And(*[getattr(post, f)[led] == getattr(pre, f)[led] for f in GHOSTS]),
+        ),
         post.failed == pre.failed,
     )
 
@@ -166,8 +197,9 @@ def _transfer_rejection(step: Step, map_fields: Sequence[str]) -> Any:
     i = step.event.id
     transient = z3.Or(*[step.code == int(r) for r in TRANSIENT_RESULTS])
     failed = z3.Store(step.pre.failed, i, z3.Or(step.pre.failed[i], transient))
-    return z3.And(unchanged(step, [f for f in map_fields if f != "failed"]),
-                  step.post.failed == failed)
+    return z3.And(
+        unchanged(step, [f for f in map_fields if f != "failed"]), step.post.failed == failed
+    )
 
 
 # --- create_account ---------------------------------------------------------------------------
@@ -176,36 +208,57 @@ def _transfer_rejection(step: Step, map_fields: Sequence[str]) -> Any:
 def account_spec(step: Step, map_fields: Sequence[str]) -> list[Obligation]:
     a, ok, s = step.event, step.accepted, step.pre
     accepted = z3.And(
-        a.timestamp == 0, z3.Not(a.reserved_flags), a.id != 0, a.id != ID_MAX,
-        z3.Not(s.account_exists[a.id]), z3.Not(z3.And(a.debits_guard, a.credits_guard)),
-        a.debits_pending == 0, a.debits_posted == 0, a.credits_pending == 0,
-        a.credits_posted == 0, a.ledger != 0, a.code != 0,
+        a.timestamp == 0,
+        z3.Not(a.reserved_flags),
+        a.id != 0,
+        a.id != ID_MAX,
+        z3.Not(s.account_exists[a.id]),
+        z3.Not(z3.And(a.debits_guard, a.credits_guard)),
+        a.debits_pending == 0,
+        a.debits_posted == 0,
+        a.credits_pending == 0,
+        a.credits_posted == 0,
+        a.ledger != 0,
+        a.code != 0,
     )
     return [
         _obligation(step, "accepted_iff", ok == accepted, ("L1", "L3", "L4")),
         _obligation(step, "effect_and_frame", z3.Implies(ok, _account_effect(step, map_fields))),
-        _obligation(step, "rejection_changes_nothing",
-                    z3.Implies(z3.Not(ok), unchanged(step, map_fields)), ("L4", "L6")),
+        _obligation(
+            step,
+            "rejection_changes_nothing",
+            z3.Implies(z3.Not(ok), unchanged(step, map_fields)),
+            ("L4", "L6"),
+        ),
     ]
 
 
 def _account_effect(step: Step, map_fields: Sequence[str]) -> Any:
     a, s, ts, i, k = step.event, step.post, step.ts, step.event.id, ACCOUNT_W
-    flags = flags_value([
-        (a.linked, AccountFlags.LINKED),
-        (a.debits_guard, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
-        (a.credits_guard, AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS),
-        (a.history, AccountFlags.HISTORY), (a.closed, AccountFlags.CLOSED),
-    ])
+    flags = flags_value(
+        [
+            (a.linked, AccountFlags.LINKED),
+            (a.debits_guard, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
+            (a.credits_guard, AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS),
+            (a.history, AccountFlags.HISTORY),
+            (a.closed, AccountFlags.CLOSED),
+        ]
+    )
     account_maps = [f for f in map_fields if f.startswith("account_")]
     return z3.And(
-        s.account_exists[i], s.account_ledger[i] == a.ledger, s.account_code[i] == a.code,
-        s.account_user_data[i] == a.user_data, s.account_flags[i] == flags,
+        s.account_exists[i],
+        s.account_ledger[i] == a.ledger,
+        s.account_code[i] == a.code,
+        s.account_user_data[i] == a.user_data,
+        s.account_flags[i] == flags,
         s.account_debits_guard[i] == a.debits_guard,
-        s.account_credits_guard[i] == a.credits_guard, s.account_closed[i] == a.closed,
-        s.account_timestamp[i] == ts, *[getattr(s, total)[i] == 0 for total in TOTALS],
-        z3.Implies(k != i, z3.And(*[getattr(s, f)[k] == getattr(step.pre, f)[k]
-                                    for f in account_maps])),
+        s.account_credits_guard[i] == a.credits_guard,
+        s.account_closed[i] == a.closed,
+        s.account_timestamp[i] == ts,
+        *[getattr(s, total)[i] == 0 for total in TOTALS],
+        z3.Implies(
+            k != i, z3.And(*[getattr(s, f)[k] == getattr(step.pre, f)[k] for f in account_maps])
+        ),
         unchanged(step, [f for f in map_fields if f not in account_maps]),
     )
 
@@ -219,18 +272,31 @@ def expiry_spec(step: Step, map_fields: Sequence[str]) -> list[Obligation]:
     should = z3.And(s.transfer_status[p] == PENDING, expires_at != 0, expires_at <= step.ts)
     return [
         _obligation(step, "due_iff", due == should, ("L5",)),
-        _obligation(step, "effect_and_frame", z3.Implies(due, _expiry_effect(step, map_fields)),
-                    ("L2", "L5")),
-        _obligation(step, "not_due_changes_nothing",
-                    z3.Implies(z3.Not(due), unchanged(step, map_fields)), ("L5",)),
+        _obligation(
+            step,
+            "effect_and_frame",
+            z3.Implies(due, _expiry_effect(step, map_fields)),
+            ("L2", "L5"),
+        ),
+        _obligation(
+            step,
+            "not_due_changes_nothing",
+            z3.Implies(z3.Not(due), unchanged(step, map_fields)),
+            ("L5",),
+        ),
     ]
 
 
 def _expiry_effect(step: Step, map_fields: Sequence[str]) -> Any:
     pre, post, p, v = step.pre, step.post, step.event, step.view
     amount, k, j, led = pre.transfer_amount[p], ACCOUNT_W, TRANSFER_W, LEDGER_W
-    written = {"debits_pending", "credits_pending", "transfer_status",
-               "ledger_debits_pending", "ledger_credits_pending"}
+    written = {
+        "debits_pending",
+        "credits_pending",
+        "transfer_status",
+        "ledger_debits_pending",
+        "ledger_credits_pending",
+    }
     return z3.And(
         post.transfer_status[p] == EXPIRED,
         post.debits_pending[v["dr"]] == pre.debits_pending[v["dr"]] - amount,
@@ -241,8 +307,12 @@ def _expiry_effect(step: Step, map_fields: Sequence[str]) -> Any:
         z3.Implies(k != v["dr"], post.debits_pending[k] == pre.debits_pending[k]),
         z3.Implies(k != v["cr"], post.credits_pending[k] == pre.credits_pending[k]),
         z3.Implies(j != p, post.transfer_status[j] == pre.transfer_status[j]),
-        z3.Implies(led != v["ledger"], z3.And(
-            post.ledger_debits_pending[led] == pre.ledger_debits_pending[led],
-            post.ledger_credits_pending[led] == pre.ledger_credits_pending[led])),
+        z3.Implies(
+            led != v["ledger"],
+            z3.And(
+                post.ledger_debits_pending[led] == pre.ledger_debits_pending[led],
+                post.ledger_credits_pending[led] == pre.ledger_credits_pending[led],
+            ),
+        ),
         unchanged(step, [f for f in map_fields if f not in written]),
     )

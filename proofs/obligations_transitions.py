@@ -42,8 +42,9 @@ RESOLVED = (POSTED, VOIDED, EXPIRED)
 
 def transition_obligations(kernel: ModuleType, steps: Sequence[Step]) -> list[Obligation]:
     by_kind = {s.kind: s for s in steps}
-    transfer, account, expiry = (by_kind[k] for k in
-                                 ("create_transfer", "create_account", "expire_pending"))
+    transfer, account, expiry = (
+        by_kind[k] for k in ("create_transfer", "create_account", "expire_pending")
+    )
     return [
         *idempotency(kernel, transfer, account),
         *two_phase(transfer, account, expiry),
@@ -61,14 +62,16 @@ def idempotency(kernel: ModuleType, transfer: Step, account: Step) -> list[Oblig
         found.append(_twice(kernel, step))
     i = transfer.event.id
     failed_before = transfer.pre.failed[i]
-    found.append(Obligation(
-        name="L4.failed_id_stays_rejected.create_transfer",
-        requirement=("L4",),
-        hypotheses=(*transfer.hypotheses, failed_before),
-        goal=z3.And(z3.Not(transfer.accepted), transfer.post.failed[i]),
-        sanity=(("hypotheses", z3.BoolVal(True)),),
-        watch=tuple(step_watch(transfer)),
-    ))
+    found.append(
+        Obligation(
+            name="L4.failed_id_stays_rejected.create_transfer",
+            requirement=("L4",),
+            hypotheses=(*transfer.hypotheses, failed_before),
+            goal=z3.And(z3.Not(transfer.accepted), transfer.post.failed[i]),
+            sanity=(("hypotheses", z3.BoolVal(True)),),
+            watch=tuple(step_watch(transfer)),
+        )
+    )
     return found
 
 
@@ -81,10 +84,14 @@ def _replay(step: Step, map_fields: Sequence[str]) -> Obligation:
         name=f"L4.replay_of_existing_id.{step.kind}",
         requirement=("L4",),
         hypotheses=(*step.hypotheses, *replay),
-        goal=z3.And(z3.Or(*[step.code == int(r) for r in EXISTS_RESULTS]),
-                    unchanged(step, map_fields)),
-        sanity=(("hypotheses", z3.BoolVal(True)), ("same body", step.code == EXISTS),
-                ("different body", step.code != EXISTS)),
+        goal=z3.And(
+            z3.Or(*[step.code == int(r) for r in EXISTS_RESULTS]), unchanged(step, map_fields)
+        ),
+        sanity=(
+            ("hypotheses", z3.BoolVal(True)),
+            ("same body", step.code == EXISTS),
+            ("different body", step.code != EXISTS),
+        ),
         watch=tuple(step_watch(step)),
     )
 
@@ -111,8 +118,11 @@ def _twice(kernel: ModuleType, step: Step) -> Obligation:
 def two_phase(transfer: Step, account: Step, expiry: Step) -> list[Obligation]:
     found = [_status_moves(step) for step in (transfer, account, expiry)]
     found += [_resolved_is_final(step) for step in (transfer, expiry)]
-    found += [_only_pending_is_resolved(transfer), _resolution_resolves(transfer),
-              _post_at_most_pending(transfer)]
+    found += [
+        _only_pending_is_resolved(transfer),
+        _resolution_resolves(transfer),
+        _post_at_most_pending(transfer),
+    ]
     found += [_releases_pending_amount(step) for step in (transfer, expiry)]
     return found
 
@@ -132,53 +142,82 @@ def _status_moves(step: Step) -> Obligation:
     """A status changes only NONE -> PENDING (a new pending transfer) or PENDING -> resolved."""
     pre, post, j = step.pre, step.post, TRANSFER_W
     before, after = pre.transfer_status[j], post.transfer_status[j]
-    created = z3.And(before == NONE, z3.Not(pre.transfer_exists[j]), after == PENDING,
-                     post.transfer_exists[j])
+    created = z3.And(
+        before == NONE, z3.Not(pre.transfer_exists[j]), after == PENDING, post.transfer_exists[j]
+    )
     resolved = z3.And(before == PENDING, z3.Or(*[after == r for r in RESOLVED]))
-    return _l5(step, "status_moves_only_forward", z3.Implies(after != before,
-                                                              z3.Or(created, resolved)))
+    return _l5(
+        step, "status_moves_only_forward", z3.Implies(after != before, z3.Or(created, resolved))
+    )
 
 
 def _resolved_is_final(step: Step) -> Obligation:
     j = TRANSFER_W
     before = step.pre.transfer_status[j]
-    return _l5(step, "resolved_status_is_final", z3.Implies(
-        z3.Or(*[before == r for r in RESOLVED]), step.post.transfer_status[j] == before))
+    return _l5(
+        step,
+        "resolved_status_is_final",
+        z3.Implies(z3.Or(*[before == r for r in RESOLVED]), step.post.transfer_status[j] == before),
+    )
 
 
 def _only_pending_is_resolved(step: Step) -> Obligation:
     v = step.view
-    return _l5(step, "only_a_pending_transfer_is_resolved", z3.Implies(
-        z3.And(step.accepted, v["resolving"]), step.pre.transfer_status[v["p"]] == PENDING))
+    return _l5(
+        step,
+        "only_a_pending_transfer_is_resolved",
+        z3.Implies(
+            z3.And(step.accepted, v["resolving"]), step.pre.transfer_status[v["p"]] == PENDING
+        ),
+    )
 
 
 def _resolution_resolves(step: Step) -> Obligation:
     """An accepted post or void leaves its pending transfer POSTED or VOIDED, so it cannot be
     resolved a second time."""
     v, t = step.view, step.event
-    return _l5(step, "accepted_resolution_resolves_the_pending_transfer", z3.Implies(
-        z3.And(step.accepted, v["resolving"]),
-        step.post.transfer_status[v["p"]] == z3.If(t.post_pending, POSTED, VOIDED)))
+    return _l5(
+        step,
+        "accepted_resolution_resolves_the_pending_transfer",
+        z3.Implies(
+            z3.And(step.accepted, v["resolving"]),
+            step.post.transfer_status[v["p"]] == z3.If(t.post_pending, POSTED, VOIDED),
+        ),
+    )
 
 
 def _post_at_most_pending(step: Step) -> Obligation:
     pre, post, v, t = step.pre, step.post, step.view, step.event
     moved = post.transfer_amount[t.id]
-    return _l5(step, "post_moves_at_most_the_pending_amount", z3.Implies(
-        z3.And(step.accepted, t.post_pending),
-        z3.And(moved <= pre.transfer_amount[v["p"]],
-               post.debits_posted[v["dr"]] == pre.debits_posted[v["dr"]] + moved,
-               post.credits_posted[v["cr"]] == pre.credits_posted[v["cr"]] + moved)))
+    return _l5(
+        step,
+        "post_moves_at_most_the_pending_amount",
+        z3.Implies(
+            z3.And(step.accepted, t.post_pending),
+            z3.And(
+                moved <= pre.transfer_amount[v["p"]],
+                post.debits_posted[v["dr"]] == pre.debits_posted[v["dr"]] + moved,
+                post.credits_posted[v["cr"]] == pre.credits_posted[v["cr"]] + moved,
+            ),
+        ),
+    )
 
 
 def _releases_pending_amount(step: Step) -> Obligation:
     pre, post, v = step.pre, step.post, step.view
     amount = pre.transfer_amount[v["p"]]
-    when = step.accepted if step.kind == "expire_pending" else z3.And(step.accepted,
-                                                                       v["resolving"])
-    return _l5(step, "resolution_releases_exactly_the_pending_amount", z3.Implies(when, z3.And(
-        post.debits_pending[v["dr"]] == pre.debits_pending[v["dr"]] - amount,
-        post.credits_pending[v["cr"]] == pre.credits_pending[v["cr"]] - amount)))
+    when = step.accepted if step.kind == "expire_pending" else z3.And(step.accepted, v["resolving"])
+    return _l5(
+        step,
+        "resolution_releases_exactly_the_pending_amount",
+        z3.Implies(
+            when,
+            z3.And(
+                post.debits_pending[v["dr"]] == pre.debits_pending[v["dr"]] - amount,
+                post.credits_pending[v["cr"]] == pre.credits_pending[v["cr"]] - amount,
+            ),
+        ),
+    )
 
 
 # --- L6 linked chains -------------------------------------------------------------------------
@@ -243,26 +282,36 @@ def _chain_properties(kernel: ModuleType, name: str, kinds: Sequence[str]) -> li
     sanity = (
         ("hypotheses", z3.BoolVal(True)),
         ("every event accepted", all_ok),
-        ("the last event fails after the others were applied",
-         z3.And(*[code == OK for code in own[:-1]], own[-1] != OK)),
+        (
+            "the last event fails after the others were applied",
+            z3.And(*[code == OK for code in own[:-1]], own[-1] != OK),
+        ),
     )
-    watch = tuple([(f"codes[{k}]", code) for k, code in enumerate(c.codes)]
-                  + [(f"codes[{k}] unlinked", code) for k, code in enumerate(own)])
+    watch = tuple(
+        [(f"codes[{k}]", code) for k, code in enumerate(c.codes)]
+        + [(f"codes[{k}] unlinked", code) for k, code in enumerate(own)]
+    )
     fields = [f for f in kernel.MAP_FIELDS if f != "failed"]
     rolled_back = z3.And(*[getattr(c.final, f) == getattr(c.pre, f) for f in fields])
     j = TRANSFER_W
-    marks_only_chain = z3.Implies(z3.And(*[j != e.id for e in c.events]),
-                                  c.final.failed[j] == c.pre.failed[j])
+    marks_only_chain = z3.Implies(
+        z3.And(*[j != e.id for e in c.events]), c.final.failed[j] == c.pre.failed[j]
+    )
 
     def obligation(prop: str, goal: Any) -> Obligation:
-        return Obligation(f"L6.{prop}.{name}", ("L6",), tuple(c.assumptions), goal, sanity,
-                          watch)
+        return Obligation(f"L6.{prop}.{name}", ("L6",), tuple(c.assumptions), goal, sanity, watch)
 
     return [
         obligation("chain_applied_whole_or_not_at_all", z3.Or(all_ok, rolled_back)),
-        obligation("codes_all_ok_or_none_ok",
-                   z3.Or(all_ok, z3.And(*[code != OK for code in c.codes]))),
+        obligation(
+            "codes_all_ok_or_none_ok", z3.Or(all_ok, z3.And(*[code != OK for code in c.codes]))
+        ),
         obligation("failure_marks_only_chain_ids", marks_only_chain),
-        obligation("committed_chain_is_its_steps_in_sequence", z3.Implies(all_ok, z3.And(
-            *[getattr(c.final, f) == getattr(sequential, f) for f in kernel.MAP_FIELDS]))),
+        obligation(
+            "committed_chain_is_its_steps_in_sequence",
+            z3.Implies(
+                all_ok,
+                z3.And(*[getattr(c.final, f) == getattr(sequential, f) for f in kernel.MAP_FIELDS]),
+            ),
+        ),
     ]

@@ -101,8 +101,11 @@ def obligations(
     """Every obligation, built from the given kernel and spec modules (default: the real ones)."""
     kernel, spec = _default_modules(kernel_module, spec_module)
     conjuncts = invariant(spec)
-    steps = [transfer_step(kernel, conjuncts), account_step(kernel, conjuncts),
-             expire_step(kernel, conjuncts)]
+    steps = [
+        transfer_step(kernel, conjuncts),
+        account_step(kernel, conjuncts),
+        expire_step(kernel, conjuncts),
+    ]
     found = init_obligations(initial_state(kernel), conjuncts)
     for step in steps:
         found += preservation_obligations(step, conjuncts)
@@ -163,7 +166,7 @@ def discharge(
 def _satisfiable(
     o: Obligation, label: str, extra: Any, smt_dir: Path | None, timeout_ms: int
 ) -> str:
-    """"sat", "unsat" or "unknown (reason)" for the hypotheses of `o` and `extra`."""
+    """ "sat", "unsat" or "unknown (reason)" for the hypotheses of `o` and `extra`."""
     check = _solver(timeout_ms, o.hypotheses, extra)
     _save(smt_dir, f"{o.name}.sanity-{label}", check)
     verdict = check.check()

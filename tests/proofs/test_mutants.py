@@ -51,8 +51,9 @@ def test_the_over_restrictive_guard_is_killed_only_by_the_functional_spec() -> N
 
 
 def test_a_mutant_that_does_not_apply_is_refused() -> None:
-    ghost = Mutant("ghost", "does not apply", mutants.KERNEL, "this text is not in the kernel",
-                   "anything")
+    ghost = Mutant(
+        "ghost", "does not apply", mutants.KERNEL, "this text is not in the kernel", "anything"
+    )
     with pytest.raises(MutantError):
         mutants.load(ghost)
 

@@ -45,8 +45,13 @@ def test_there_are_enough_obligations() -> None:
 
 def test_every_invariant_conjunct_is_proved_for_init_and_every_step() -> None:
     conjuncts = {n.removeprefix("init.") for n in NAMES if n.startswith("init.")}
-    for required in ("L1.debits_must_not_exceed_credits", "L1.credits_must_not_exceed_debits",
-                     "L7.totals_in_bounds", "L2.double_entry", "L2.ghost_debits_posted_is_sum"):
+    for required in (
+        "L1.debits_must_not_exceed_credits",
+        "L1.credits_must_not_exceed_debits",
+        "L7.totals_in_bounds",
+        "L2.double_entry",
+        "L2.ghost_debits_posted_is_sum",
+    ):
         assert required in conjuncts
     for conjunct in conjuncts:
         for kind in STEP_KINDS:
@@ -58,8 +63,11 @@ def test_every_obligation_has_vacuity_checks() -> None:
         labels = [label for label, _ in o.sanity]
         assert labels and labels[0] == "hypotheses", o.name
         if o.name.endswith(STEP_KINDS) and not o.name.startswith("init."):
-            assert "accepting step" in labels or "same body" in labels or o.name.startswith(
-                "L4.failed_id"), o.name
+            assert (
+                "accepting step" in labels
+                or "same body" in labels
+                or o.name.startswith("L4.failed_id")
+            ), o.name
 
 
 def test_requirements_are_covered() -> None:
@@ -73,24 +81,31 @@ X = z3.Int("x")
 
 
 def test_a_false_obligation_gives_a_counterexample() -> None:
-    o = Obligation("demo.false", ("L1",), (X >= 0,), X > 5, (("hypotheses", z3.BoolVal(True)),),
-                   (("x", X),))
+    o = Obligation(
+        "demo.false", ("L1",), (X >= 0,), X > 5, (("hypotheses", z3.BoolVal(True)),), (("x", X),)
+    )
     outcome = z3proofs.discharge(o)
     assert not outcome.holds
     assert outcome.detail.startswith("counterexample: x=")
 
 
 def test_contradictory_hypotheses_are_reported_vacuous() -> None:
-    o = Obligation("demo.vacuous", ("L1",), (X > 0, X < 0), X == 7,
-                   (("hypotheses", z3.BoolVal(True)),))
+    o = Obligation(
+        "demo.vacuous", ("L1",), (X > 0, X < 0), X == 7, (("hypotheses", z3.BoolVal(True)),)
+    )
     outcome = z3proofs.discharge(o)
     assert not outcome.holds
     assert "vacuous" in outcome.detail
 
 
 def test_an_unreachable_accepting_step_is_reported_vacuous() -> None:
-    o = Obligation("demo.no_accept", ("L1",), (X >= 0,), X >= 0,
-                   (("hypotheses", z3.BoolVal(True)), ("accepting step", X < 0)))
+    o = Obligation(
+        "demo.no_accept",
+        ("L1",),
+        (X >= 0,),
+        X >= 0,
+        (("hypotheses", z3.BoolVal(True)), ("accepting step", X < 0)),
+    )
     outcome = z3proofs.discharge(o)
     assert not outcome.holds
     assert "accepting step" in outcome.detail
@@ -144,16 +159,44 @@ def _same(term: Any, expected: Any) -> bool:
 
 def _account(i: int, guard: str = "") -> kernel.AccountEvent:
     return kernel.AccountEvent(
-        id=i, ledger=1, code=1, user_data=0, linked=False, debits_guard=guard == "debits",
-        credits_guard=guard == "credits", history=False, closed=False, reserved_flags=False,
-        debits_pending=0, debits_posted=0, credits_pending=0, credits_posted=0, timestamp=0)
+        id=i,
+        ledger=1,
+        code=1,
+        user_data=0,
+        linked=False,
+        debits_guard=guard == "debits",
+        credits_guard=guard == "credits",
+        history=False,
+        closed=False,
+        reserved_flags=False,
+        debits_pending=0,
+        debits_posted=0,
+        credits_pending=0,
+        credits_posted=0,
+        timestamp=0,
+    )
 
 
 def _transfer(**fields: Any) -> kernel.TransferEvent:
-    base = dict(id=0, debit_account_id=0, credit_account_id=0, amount=0, pending_id=0,
-                timeout=0, ledger=1, code=1, user_data=0, linked=False, pending=False,
-                post_pending=False, void_pending=False, balancing_debit=False,
-                balancing_credit=False, reserved_flags=False, timestamp=0)
+    base = dict(
+        id=0,
+        debit_account_id=0,
+        credit_account_id=0,
+        amount=0,
+        pending_id=0,
+        timeout=0,
+        ledger=1,
+        code=1,
+        user_data=0,
+        linked=False,
+        pending=False,
+        post_pending=False,
+        void_pending=False,
+        balancing_debit=False,
+        balancing_credit=False,
+        reserved_flags=False,
+        timestamp=0,
+    )
     return kernel.TransferEvent(**{**base, **fields})
 
 
@@ -161,12 +204,15 @@ def _seed_state() -> kernel.KernelState:
     """Three accounts (one per guard), funding, posted charges and a live pending hold."""
     s = kernel.empty_state()
     events: list[Any] = [
-        _account(1, "debits"), _account(2), _account(3, "credits"),
+        _account(1, "debits"),
+        _account(2),
+        _account(3, "credits"),
         _transfer(id=10, debit_account_id=2, credit_account_id=1, amount=100),
         _transfer(id=13, debit_account_id=3, credit_account_id=2, amount=50),
         _transfer(id=11, debit_account_id=1, credit_account_id=3, amount=40),
-        _transfer(id=12, debit_account_id=1, credit_account_id=2, amount=30, pending=True,
-                  timeout=5),
+        _transfer(
+            id=12, debit_account_id=1, credit_account_id=2, amount=30, pending=True, timeout=5
+        ),
     ]
     for ts, e in enumerate(events, start=1):
         s, code = kernel.step(s, e, ts, CONCRETE)
@@ -179,22 +225,43 @@ SEED = _seed_state()
 _ids = st.sampled_from([20, 21, 20, 10, 0])
 _accounts = st.integers(1, 4)
 _new_money = st.builds(
-    _transfer, id=_ids, debit_account_id=_accounts, credit_account_id=_accounts,
-    amount=st.integers(1, 120), pending=st.booleans(), timeout=st.integers(0, 2),
-    balancing_debit=st.booleans(), balancing_credit=st.booleans(),
+    _transfer,
+    id=_ids,
+    debit_account_id=_accounts,
+    credit_account_id=_accounts,
+    amount=st.integers(1, 120),
+    pending=st.booleans(),
+    timeout=st.integers(0, 2),
+    balancing_debit=st.booleans(),
+    balancing_credit=st.booleans(),
 )
 _resolutions = st.builds(
-    _transfer, id=_ids, debit_account_id=st.sampled_from([0, 0, 1, 2]),
-    credit_account_id=st.sampled_from([0, 0, 2, 3]), amount=st.integers(0, 40),
-    pending_id=st.sampled_from([12, 12, 10, 99]), ledger=st.integers(0, 1),
-    code=st.integers(0, 1), post_pending=st.booleans(), void_pending=st.just(True),
+    _transfer,
+    id=_ids,
+    debit_account_id=st.sampled_from([0, 0, 1, 2]),
+    credit_account_id=st.sampled_from([0, 0, 2, 3]),
+    amount=st.integers(0, 40),
+    pending_id=st.sampled_from([12, 12, 10, 99]),
+    ledger=st.integers(0, 1),
+    code=st.integers(0, 1),
+    post_pending=st.booleans(),
+    void_pending=st.just(True),
 ).map(lambda t: dataclasses.replace(t, void_pending=not t.post_pending))
 _anything = st.builds(
-    _transfer, id=_ids, debit_account_id=st.integers(0, 4), credit_account_id=st.integers(0, 4),
-    amount=st.integers(0, 120), pending_id=st.sampled_from([0, 10, 12, 13]),
-    timeout=st.integers(0, 2), ledger=st.integers(0, 2), code=st.integers(0, 1),
-    pending=st.booleans(), post_pending=st.booleans(), void_pending=st.booleans(),
-    balancing_debit=st.booleans(), balancing_credit=st.booleans(),
+    _transfer,
+    id=_ids,
+    debit_account_id=st.integers(0, 4),
+    credit_account_id=st.integers(0, 4),
+    amount=st.integers(0, 120),
+    pending_id=st.sampled_from([0, 10, 12, 13]),
+    timeout=st.integers(0, 2),
+    ledger=st.integers(0, 2),
+    code=st.integers(0, 1),
+    pending=st.booleans(),
+    post_pending=st.booleans(),
+    void_pending=st.booleans(),
+    balancing_debit=st.booleans(),
+    balancing_credit=st.booleans(),
 )
 transfers = st.one_of(_new_money, _resolutions, _anything)
 
