@@ -100,8 +100,7 @@ class Ledger:
         check_batch(events, now)
         count = len(events)
         now_ts = max(now, self.timestamp + 1)
-        if now_ts + len(self._expiry_queue) + count > TIMESTAMP_MAX_NS:
-            raise InvalidTimeError("the ledger's clock would pass TIMESTAMP_MAX_NS")
+        self._check_room(now_ts, count)
         base = self._expire_due(now_ts)
         results: list[Result] = [_OK] * count
         index = 0
@@ -124,6 +123,29 @@ class Ledger:
             self.timestamp = base + count - 1
         self._check_touched()
         return results
+
+    def _check_room(self, now_ts: int, count: int) -> None:
+        """Refuse, before any change, a batch whose timestamps would pass TIMESTAMP_MAX_NS."""
+        if now_ts + len(self._expiry_queue) + count - 1 <= TIMESTAMP_MAX_NS:
+            return  # the queue's length bounds the expiries due: the cheap test suffices
+        due = sum(1 for entry in self._expiry_queue if self._is_due(entry, now_ts))
+        if now_ts + due + count - 1 > TIMESTAMP_MAX_NS:
+            raise InvalidTimeError(
+                f"the ledger's clock would pass TIMESTAMP_MAX_NS ({TIMESTAMP_MAX_NS}) "
+                f"with {due} expiries and {count} events at {now_ts}; nothing was applied"
+            )
+
+    def _is_due(self, entry: tuple[int, int, int], cutoff: int) -> bool:
+        """Whether a queue entry is a live pending transfer due at `cutoff` (entries of
+        transfers resolved early, or undone with their chain, are skipped lazily)."""
+        expires_at, created, pending_id = entry
+        stored = self._transfers.get(pending_id)
+        return (
+            expires_at <= cutoff
+            and self._status.get(pending_id) == _PENDING_STATUS
+            and stored is not None
+            and stored[TIMESTAMP] == created
+        )
 
     def _check_touched(self) -> None:
         """Postcondition of a batch: L1 and L7 hold on every account it changed. Checked once per
@@ -174,14 +196,11 @@ class Ledger:
         queue = self._expiry_queue
         cutoff = ts
         while queue and queue[0][0] <= cutoff:
-            expires_at, created, pending_id = heapq.heappop(queue)
-            stored = self._transfers.get(pending_id)
-            if (
-                self._status.get(pending_id) != _PENDING_STATUS
-                or stored is None
-                or stored[TIMESTAMP] != created
-            ):
+            entry = heapq.heappop(queue)
+            if not self._is_due(entry, cutoff):
                 continue  # resolved before it was due, or undone with its linked chain
+            expires_at, _, pending_id = entry
+            stored = self._transfers[pending_id]
             assert self._expires_at[pending_id] == expires_at
             amount = stored[AMOUNT]
             dr, cr = self._accounts[stored[DR]], self._accounts[stored[CR]]

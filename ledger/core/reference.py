@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ledger.core import kernel
+from ledger.core.errors import InvalidTimeError
 from ledger.core.flags import ACCOUNT_FLAGS_KNOWN, TRANSFER_FLAGS_KNOWN, AccountFlags
 from ledger.core.flags import TransferFlags as TF
+from ledger.core.limits import TIMESTAMP_MAX_NS
 from ledger.core.ops import CONCRETE
 from ledger.core.results import Result
 from ledger.core.types import Account, Transfer
@@ -83,7 +85,12 @@ class ReferenceLedger:
         check_batch(events, now)
         s = self.state
         start = max(now, s.timestamp + 1)
-        s, ts = _expire_due(s, start)
+        due = _due(s, start)
+        if due or events:
+            last = start + len(due) + len(events) - 1
+            if last > TIMESTAMP_MAX_NS:
+                raise InvalidTimeError("the ledger's clock would pass TIMESTAMP_MAX_NS")
+        s, ts = _expire(s, due, start)
         results: list[Result] = []
         index = 0
         while index < len(events):
@@ -113,14 +120,20 @@ def _with_timestamp(s: kernel.KernelState, ts: int) -> kernel.KernelState:
     return dataclasses.replace(s, timestamp=ts)
 
 
-def _expire_due(s: kernel.KernelState, cutoff: int) -> tuple[kernel.KernelState, int]:
-    """Expire the pending transfers due at `cutoff`, by (expiry, creation); each takes a
-    timestamp from `cutoff` on. Returns the state and the next free timestamp."""
-    due = sorted(
+def _due(s: kernel.KernelState, cutoff: int) -> list[tuple[int, int, int]]:
+    """The pending transfers due at `cutoff`, in order of (expiry, creation, id)."""
+    return sorted(
         (s.transfer_expires_at[i], s.transfer_timestamp[i], i)
         for i, status in s.transfer_status.items()
         if status == kernel.STATUS_PENDING and 0 != s.transfer_expires_at[i] <= cutoff
     )
+
+
+def _expire(
+    s: kernel.KernelState, due: list[tuple[int, int, int]], cutoff: int
+) -> tuple[kernel.KernelState, int]:
+    """Expire `due` in order, each taking a timestamp from `cutoff` on. Returns the state and
+    the next free timestamp."""
     ts = cutoff
     for _, _, pending_id in due:
         s, expired = kernel.expire_pending(s, pending_id, ts, CONCRETE)
