@@ -102,6 +102,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "final = current",
     ),
     Mutant(
+        "chain_forgets_transient_failure",
+        "a failed linked chain is undone together with its failing event's remembered transient "
+        "failure, so a retry of that id could later be accepted",
+        KERNEL,
+        "rolled_back = dataclasses.replace(s, failed=current.failed, timestamp=current.timestamp)",
+        "rolled_back = dataclasses.replace(s, timestamp=current.timestamp)",
+    ),
+    Mutant(
         "overflow_check_removed",
         "OVERFLOWS_DEBITS is never returned, so pending + posted debits pass AMOUNT_MAX",
         KERNEL,

@@ -11,7 +11,7 @@ from typing import Any
 import z3
 
 from ledger.core.limits import TIMESTAMP_MAX_NS
-from ledger.core.results import EXISTS_RESULTS, Result
+from ledger.core.results import EXISTS_RESULTS, TRANSIENT_RESULTS, Result
 from proofs.obligations_base import (
     EXPIRED,
     NONE,
@@ -301,12 +301,26 @@ def _chain_properties(kernel: ModuleType, name: str, kinds: Sequence[str]) -> li
     def obligation(prop: str, goal: Any) -> Obligation:
         return Obligation(f"L6.{prop}.{name}", ("L6",), tuple(c.assumptions), goal, sanity, watch)
 
+    # The first failing event keeps its own code, and a transient failure stays remembered under
+    # its id although the chain is undone (else a retry could later become a charge).
+    first_failure = []
+    for k, code in enumerate(own):
+        fails_first = z3.And(*[earlier == OK for earlier in own[:k]], code != OK)
+        transient = z3.Or(*[code == int(r) for r in sorted(TRANSIENT_RESULTS)])
+        first_failure.append(
+            z3.Implies(
+                fails_first,
+                z3.And(c.codes[k] == code, z3.Implies(transient, c.final.failed[c.events[k].id])),
+            )
+        )
+
     return [
         obligation("chain_applied_whole_or_not_at_all", z3.Or(all_ok, rolled_back)),
         obligation(
             "codes_all_ok_or_none_ok", z3.Or(all_ok, z3.And(*[code != OK for code in c.codes]))
         ),
         obligation("failure_marks_only_chain_ids", marks_only_chain),
+        obligation("failing_event_keeps_its_code_and_memo", z3.And(*first_failure)),
         obligation(
             "committed_chain_is_its_steps_in_sequence",
             z3.Implies(
