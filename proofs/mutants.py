@@ -77,8 +77,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "post_above_pending_amount",
         "a post may move up to twice the pending amount",
         KERNEL,
-        "(ops.and_(t.post_pending, t.amount > v.pending_amount),",
-        "(ops.and_(t.post_pending, t.amount > 2 * v.pending_amount),",
+        "ops.and_(t.post_pending, t.amount > v.pending_amount),",
+        "ops.and_(t.post_pending, t.amount > 2 * v.pending_amount),",
     ),
     Mutant(
         "transfer_exists_check_removed",
@@ -113,8 +113,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "overflow_check_removed",
         "OVERFLOWS_DEBITS is never returned, so pending + posted debits pass AMOUNT_MAX",
         KERNEL,
-        "(ops.and_(not_void, dr_pending - released + a.dr_debits_posted + amount > AMOUNT_MAX),",
-        "(ops.and_(not_void, False),",
+        "ops.and_(not_void, dr_pending - released + a.dr_debits_posted + amount > AMOUNT_MAX),",
+        "ops.and_(not_void, False),",
     ),
     Mutant(
         "balancing_takes_more_than_available",

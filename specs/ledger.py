@@ -58,8 +58,7 @@ def account_within_limits(a: AccountLike) -> bool:
     guard_cr = bool(a.flags & CREDITS_MUST_NOT_EXCEED_DEBITS)
     totals = (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
     return bool(
-        no_overdraft(CONCRETE, guard_dr, guard_cr, *totals)
-        and totals_in_bounds(CONCRETE, *totals)
+        no_overdraft(CONCRETE, guard_dr, guard_cr, *totals) and totals_in_bounds(CONCRETE, *totals)
     )
 
 
@@ -272,9 +271,15 @@ def transfer_accepted(ops: Ops, t: Any, pre: Any, ts: Any) -> Any:
         ops.or_(t.ledger == 0, t.ledger == pre.p_ledger),
         ops.or_(t.code == 0, t.code == pre.p_code),
         ops.or_(
-            ops.and_(t.post_pending, t.amount > 0, t.amount <= pre.p_amount,
-                     ops.not_(pre.dr_closed), ops.not_(pre.cr_closed),
-                     pre.dr_dpo + t.amount <= AMOUNT_MAX, pre.cr_cpo + t.amount <= AMOUNT_MAX),
+            ops.and_(
+                t.post_pending,
+                t.amount > 0,
+                t.amount <= pre.p_amount,
+                ops.not_(pre.dr_closed),
+                ops.not_(pre.cr_closed),
+                pre.dr_dpo + t.amount <= AMOUNT_MAX,
+                pre.cr_cpo + t.amount <= AMOUNT_MAX,
+            ),
             ops.and_(t.void_pending, ops.or_(t.amount == 0, t.amount == pre.p_amount)),
         ),
     )
@@ -285,9 +290,14 @@ def _fits_bounds(ops: Ops, t: Any, pre: Any, ts: Any) -> Any:
     """L7 for a new single-phase or pending transfer: no total and no timeout overflows."""
     m = pre.moved
     return ops.and_(
-        ops.or_(ops.not_(t.pending), ops.and_(pre.dr_dp + m <= AMOUNT_MAX,
-                                              pre.cr_cp + m <= AMOUNT_MAX,
-                                              t.timeout * NS_PER_SECOND <= TIMESTAMP_MAX_NS - ts)),
+        ops.or_(
+            ops.not_(t.pending),
+            ops.and_(
+                pre.dr_dp + m <= AMOUNT_MAX,
+                pre.cr_cp + m <= AMOUNT_MAX,
+                t.timeout * NS_PER_SECOND <= TIMESTAMP_MAX_NS - ts,
+            ),
+        ),
         ops.or_(t.pending, ops.and_(pre.dr_dpo + m <= AMOUNT_MAX, pre.cr_cpo + m <= AMOUNT_MAX)),
         pre.dr_dp + pre.dr_dpo + m <= AMOUNT_MAX,
         pre.cr_cp + pre.cr_cpo + m <= AMOUNT_MAX,
@@ -301,7 +311,9 @@ def moved_amount(ops: Ops, t: Any, pre: Any) -> Any:
     credit_room = pre.cr_dpo - pre.cr_cpo - pre.cr_cp
     m = ops.ite(t.void_pending, pre.p_amount, t.amount)
     m = ops.ite(ops.and_(t.balancing_debit, debit_room < m), _at_least_zero(ops, debit_room), m)
-    return ops.ite(ops.and_(t.balancing_credit, credit_room < m), _at_least_zero(ops, credit_room), m)
+    return ops.ite(
+        ops.and_(t.balancing_credit, credit_room < m), _at_least_zero(ops, credit_room), m
+    )
 
 
 def _at_least_zero(ops: Ops, value: Any) -> Any:

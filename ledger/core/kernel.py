@@ -192,14 +192,22 @@ def create_account(s: KernelState, a: AccountEvent, ts: Any, ops: Ops) -> tuple[
             (a.reserved_flags, Result.RESERVED_FLAG),
             (a.id == 0, Result.ID_MUST_NOT_BE_ZERO),
             (a.id == ID_MAX, Result.ID_MUST_NOT_BE_INT_MAX),
-            (ops.and_(exists, flags != ops.get(s.account_flags, a.id)),
-             Result.EXISTS_WITH_DIFFERENT_FLAGS),
-            (ops.and_(exists, a.user_data != ops.get(s.account_user_data, a.id)),
-             Result.EXISTS_WITH_DIFFERENT_USER_DATA),
-            (ops.and_(exists, a.ledger != ops.get(s.account_ledger, a.id)),
-             Result.EXISTS_WITH_DIFFERENT_LEDGER),
-            (ops.and_(exists, a.code != ops.get(s.account_code, a.id)),
-             Result.EXISTS_WITH_DIFFERENT_CODE),
+            (
+                ops.and_(exists, flags != ops.get(s.account_flags, a.id)),
+                Result.EXISTS_WITH_DIFFERENT_FLAGS,
+            ),
+            (
+                ops.and_(exists, a.user_data != ops.get(s.account_user_data, a.id)),
+                Result.EXISTS_WITH_DIFFERENT_USER_DATA,
+            ),
+            (
+                ops.and_(exists, a.ledger != ops.get(s.account_ledger, a.id)),
+                Result.EXISTS_WITH_DIFFERENT_LEDGER,
+            ),
+            (
+                ops.and_(exists, a.code != ops.get(s.account_code, a.id)),
+                Result.EXISTS_WITH_DIFFERENT_CODE,
+            ),
             (exists, Result.EXISTS),
             (ops.and_(a.debits_guard, a.credits_guard), Result.FLAGS_ARE_MUTUALLY_EXCLUSIVE),
             (a.debits_pending != 0, Result.DEBITS_PENDING_MUST_BE_ZERO),
@@ -299,16 +307,25 @@ def _exists_checks(
     )
     pairs = [
         (v.flags != ops.get(s.transfer_flags, i), Result.EXISTS_WITH_DIFFERENT_FLAGS),
-        (t.pending_id != ops.get(s.transfer_pending_id, i), Result.EXISTS_WITH_DIFFERENT_PENDING_ID),
+        (
+            t.pending_id != ops.get(s.transfer_pending_id, i),
+            Result.EXISTS_WITH_DIFFERENT_PENDING_ID,
+        ),
         (t.timeout != ops.get(s.transfer_timeout, i), Result.EXISTS_WITH_DIFFERENT_TIMEOUT),
-        (_differs(ops, v, t.debit_account_id, ops.get(s.transfer_debit_account_id, i)),
-         Result.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID),
-        (_differs(ops, v, t.credit_account_id, ops.get(s.transfer_credit_account_id, i)),
-         Result.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID),
+        (
+            _differs(ops, v, t.debit_account_id, ops.get(s.transfer_debit_account_id, i)),
+            Result.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID,
+        ),
+        (
+            _differs(ops, v, t.credit_account_id, ops.get(s.transfer_credit_account_id, i)),
+            Result.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID,
+        ),
         (amount_differs, Result.EXISTS_WITH_DIFFERENT_AMOUNT),
         (t.user_data != ops.get(s.transfer_user_data, i), Result.EXISTS_WITH_DIFFERENT_USER_DATA),
-        (_differs(ops, v, t.ledger, ops.get(s.transfer_ledger, i)),
-         Result.EXISTS_WITH_DIFFERENT_LEDGER),
+        (
+            _differs(ops, v, t.ledger, ops.get(s.transfer_ledger, i)),
+            Result.EXISTS_WITH_DIFFERENT_LEDGER,
+        ),
         (_differs(ops, v, t.code, ops.get(s.transfer_code, i)), Result.EXISTS_WITH_DIFFERENT_CODE),
     ]
     checks = [(ops.and_(v.exists, condition), result) for condition, result in pairs]
@@ -322,22 +339,32 @@ def _field_checks(t: TransferEvent, v: _View, ops: Ops) -> list[tuple[Any, Resul
     balancing = ops.or_(t.balancing_debit, t.balancing_credit)
     given_debit, given_credit = t.debit_account_id, t.credit_account_id
     return [
-        (ops.or_(n_kinds > 1, ops.and_(balancing, v.resolving)),
-         Result.FLAGS_ARE_MUTUALLY_EXCLUSIVE),
-        (ops.and_(ops.not_(v.resolving), given_debit == 0),
-         Result.DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO),
+        (
+            ops.or_(n_kinds > 1, ops.and_(balancing, v.resolving)),
+            Result.FLAGS_ARE_MUTUALLY_EXCLUSIVE,
+        ),
+        (
+            ops.and_(ops.not_(v.resolving), given_debit == 0),
+            Result.DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO,
+        ),
         (given_debit == ID_MAX, Result.DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX),
-        (ops.and_(ops.not_(v.resolving), given_credit == 0),
-         Result.CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO),
+        (
+            ops.and_(ops.not_(v.resolving), given_credit == 0),
+            Result.CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO,
+        ),
         (given_credit == ID_MAX, Result.CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX),
-        (ops.and_(given_debit == given_credit, given_debit != 0),
-         Result.ACCOUNTS_MUST_BE_DIFFERENT),
+        (
+            ops.and_(given_debit == given_credit, given_debit != 0),
+            Result.ACCOUNTS_MUST_BE_DIFFERENT,
+        ),
         (ops.and_(ops.not_(v.resolving), t.pending_id != 0), Result.PENDING_ID_MUST_BE_ZERO),
         (ops.and_(v.resolving, t.pending_id == 0), Result.PENDING_ID_MUST_NOT_BE_ZERO),
         (ops.and_(v.resolving, t.pending_id == ID_MAX), Result.PENDING_ID_MUST_NOT_BE_INT_MAX),
         (ops.and_(v.resolving, t.pending_id == t.id), Result.PENDING_ID_MUST_BE_DIFFERENT),
-        (ops.and_(ops.not_(t.pending), t.timeout != 0),
-         Result.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER),
+        (
+            ops.and_(ops.not_(t.pending), t.timeout != 0),
+            Result.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER,
+        ),
         (ops.and_(ops.not_(t.void_pending), t.amount == 0), Result.AMOUNT_MUST_NOT_BE_ZERO),
         (ops.and_(ops.not_(v.resolving), t.ledger == 0), Result.LEDGER_MUST_NOT_BE_ZERO),
         (ops.and_(ops.not_(v.resolving), t.code == 0), Result.CODE_MUST_NOT_BE_ZERO),
@@ -359,17 +386,30 @@ def _pending_checks(
     return [
         (resolving(ops.not_(v.pending_exists)), Result.PENDING_TRANSFER_NOT_FOUND),
         (resolving(v.pending_status == STATUS_NONE), Result.PENDING_TRANSFER_NOT_PENDING),
-        (resolving(v.debit_account_id != ops.get(s.transfer_debit_account_id, p)),
-         Result.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID),
-        (resolving(v.credit_account_id != ops.get(s.transfer_credit_account_id, p)),
-         Result.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID),
-        (resolving(v.ledger != ops.get(s.transfer_ledger, p)),
-         Result.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER),
-        (resolving(v.code != ops.get(s.transfer_code, p)), Result.PENDING_TRANSFER_HAS_DIFFERENT_CODE),
-        (ops.and_(t.post_pending, t.amount > v.pending_amount),
-         Result.EXCEEDS_PENDING_TRANSFER_AMOUNT),
-        (ops.and_(t.void_pending, t.amount != 0, t.amount != v.pending_amount),
-         Result.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT),
+        (
+            resolving(v.debit_account_id != ops.get(s.transfer_debit_account_id, p)),
+            Result.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID,
+        ),
+        (
+            resolving(v.credit_account_id != ops.get(s.transfer_credit_account_id, p)),
+            Result.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID,
+        ),
+        (
+            resolving(v.ledger != ops.get(s.transfer_ledger, p)),
+            Result.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER,
+        ),
+        (
+            resolving(v.code != ops.get(s.transfer_code, p)),
+            Result.PENDING_TRANSFER_HAS_DIFFERENT_CODE,
+        ),
+        (
+            ops.and_(t.post_pending, t.amount > v.pending_amount),
+            Result.EXCEEDS_PENDING_TRANSFER_AMOUNT,
+        ),
+        (
+            ops.and_(t.void_pending, t.amount != 0, t.amount != v.pending_amount),
+            Result.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT,
+        ),
         (resolving(v.pending_status == STATUS_POSTED), Result.PENDING_TRANSFER_ALREADY_POSTED),
         (resolving(v.pending_status == STATUS_VOIDED), Result.PENDING_TRANSFER_ALREADY_VOIDED),
         (resolving(expired), Result.PENDING_TRANSFER_EXPIRED),
@@ -435,32 +475,52 @@ def _account_checks(
         (ops.and_(not_void, ops.get(s.account_closed, dr)), Result.DEBIT_ACCOUNT_ALREADY_CLOSED),
         (ops.and_(not_void, ops.get(s.account_closed, cr)), Result.CREDIT_ACCOUNT_ALREADY_CLOSED),
         (ops.and_(adds_pending, dr_pending + amount > AMOUNT_MAX), Result.OVERFLOWS_DEBITS_PENDING),
-        (ops.and_(adds_pending, cr_pending + amount > AMOUNT_MAX),
-         Result.OVERFLOWS_CREDITS_PENDING),
-        (ops.and_(adds_posted, a.dr_debits_posted + amount > AMOUNT_MAX),
-         Result.OVERFLOWS_DEBITS_POSTED),
-        (ops.and_(adds_posted, a.cr_credits_posted + amount > AMOUNT_MAX),
-         Result.OVERFLOWS_CREDITS_POSTED),
-        (ops.and_(not_void, dr_pending - released + a.dr_debits_posted + amount > AMOUNT_MAX),
-         Result.OVERFLOWS_DEBITS),
-        (ops.and_(not_void, cr_pending - released + a.cr_credits_posted + amount > AMOUNT_MAX),
-         Result.OVERFLOWS_CREDITS),
-        (ops.and_(t.pending, ts + t.timeout * NS_PER_SECOND > TIMESTAMP_MAX_NS),
-         Result.OVERFLOWS_TIMEOUT),
-        (ops.and_(ops.not_(v.resolving), ops.get(s.account_debits_guard, dr),
-                  dr_pending + a.dr_debits_posted + amount > a.dr_credits_posted),
-         Result.EXCEEDS_CREDITS),
+        (
+            ops.and_(adds_pending, cr_pending + amount > AMOUNT_MAX),
+            Result.OVERFLOWS_CREDITS_PENDING,
+        ),
+        (
+            ops.and_(adds_posted, a.dr_debits_posted + amount > AMOUNT_MAX),
+            Result.OVERFLOWS_DEBITS_POSTED,
+        ),
+        (
+            ops.and_(adds_posted, a.cr_credits_posted + amount > AMOUNT_MAX),
+            Result.OVERFLOWS_CREDITS_POSTED,
+        ),
+        (
+            ops.and_(not_void, dr_pending - released + a.dr_debits_posted + amount > AMOUNT_MAX),
+            Result.OVERFLOWS_DEBITS,
+        ),
+        (
+            ops.and_(not_void, cr_pending - released + a.cr_credits_posted + amount > AMOUNT_MAX),
+            Result.OVERFLOWS_CREDITS,
+        ),
+        (
+            ops.and_(t.pending, ts + t.timeout * NS_PER_SECOND > TIMESTAMP_MAX_NS),
+            Result.OVERFLOWS_TIMEOUT,
+        ),
+        (
+            ops.and_(
+                ops.not_(v.resolving),
+                ops.get(s.account_debits_guard, dr),
+                dr_pending + a.dr_debits_posted + amount > a.dr_credits_posted,
+            ),
+            Result.EXCEEDS_CREDITS,
+        ),
         (ops.and_(t.balancing_debit, amount == 0), Result.EXCEEDS_CREDITS),
-        (ops.and_(ops.not_(v.resolving), ops.get(s.account_credits_guard, cr),
-                  cr_pending + a.cr_credits_posted + amount > a.cr_debits_posted),
-         Result.EXCEEDS_DEBITS),
+        (
+            ops.and_(
+                ops.not_(v.resolving),
+                ops.get(s.account_credits_guard, cr),
+                cr_pending + a.cr_credits_posted + amount > a.cr_debits_posted,
+            ),
+            Result.EXCEEDS_DEBITS,
+        ),
         (ops.and_(t.balancing_credit, amount == 0), Result.EXCEEDS_DEBITS),
     ]
 
 
-def create_transfer(
-    s: KernelState, t: TransferEvent, ts: Any, ops: Ops
-) -> tuple[KernelState, Any]:
+def create_transfer(s: KernelState, t: TransferEvent, ts: Any, ops: Ops) -> tuple[KernelState, Any]:
     """Create transfer `t` at timestamp `ts`; returns the new state and the result code."""
     v = _view(s, t, ops)
     a = _accounts(s, v, ops)
@@ -514,7 +574,9 @@ def _transfer_effect(
     status = ops.put(
         s.transfer_status,
         t.pending_id,
-        ops.ite(ops.and_(ok, v.resolving), resolved_status, ops.get(s.transfer_status, t.pending_id)),
+        ops.ite(
+            ops.and_(ok, v.resolving), resolved_status, ops.get(s.transfer_status, t.pending_id)
+        ),
     )
     expires_at = ops.ite(ops.and_(t.pending, t.timeout != 0), ts + t.timeout * NS_PER_SECOND, 0)
     return dataclasses.replace(
@@ -580,7 +642,9 @@ def expire_pending(s: KernelState, pending_id: Any, ts: Any, ops: Ops) -> tuple[
 # --- linked chains ----------------------------------------------------------------------------
 
 
-def select_state(ops: Ops, condition: Any, then: KernelState, otherwise: KernelState) -> KernelState:
+def select_state(
+    ops: Ops, condition: Any, then: KernelState, otherwise: KernelState
+) -> KernelState:
     """`then` where `condition` holds, else `otherwise`, field by field."""
     values = {
         f.name: ops.ite(condition, getattr(then, f.name), getattr(otherwise, f.name))
@@ -589,7 +653,9 @@ def select_state(ops: Ops, condition: Any, then: KernelState, otherwise: KernelS
     return KernelState(**values)
 
 
-def step(s: KernelState, event: AccountEvent | TransferEvent, ts: Any, ops: Ops) -> tuple[KernelState, Any]:
+def step(
+    s: KernelState, event: AccountEvent | TransferEvent, ts: Any, ops: Ops
+) -> tuple[KernelState, Any]:
     """One event of either kind."""
     if isinstance(event, AccountEvent):  # the kind is structure, not data
         return create_account(s, event, ts, ops)
@@ -617,6 +683,9 @@ def apply_chain(
     final = select_state(ops, failed_so_far, rolled_back, current)
     codes = []
     for own in own_codes:
-        codes.append(ops.ite(ops.and_(failed_so_far, own == int(Result.OK)),
-                             int(Result.LINKED_EVENT_FAILED), own))
+        codes.append(
+            ops.ite(
+                ops.and_(failed_so_far, own == int(Result.OK)), int(Result.LINKED_EVENT_FAILED), own
+            )
+        )
     return final, codes
