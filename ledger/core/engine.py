@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import heapq
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import islice
 
 from ledger.core.errors import InvalidTimeError
 from ledger.core.flags import ACCOUNT_FLAGS_KNOWN, TRANSFER_FLAGS_KNOWN, AccountFlags
@@ -60,11 +62,13 @@ class _Row:
         "event",
         "flags",
         "history",
+        "history_taken",
         "ledger",
         "timestamp",
     )
 
     def __init__(self, event: Account, timestamp: int) -> None:
+        self.history_taken = 0
         self.event = event
         self.ledger = event.ledger
         self.flags = event.flags
@@ -72,6 +76,34 @@ class _Row:
         self.debits_pending = self.debits_posted = 0
         self.credits_pending = self.credits_posted = 0
         self.history: list[AccountBalance] | None = [] if event.flags & _HISTORY else None
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What a ledger changed since it last reported, for a store to persist.
+
+    Attributes:
+        accounts: every account created or changed, with its totals now (sorted by id).
+        transfers: every transfer created, in timestamp order.
+        statuses: pending transfers posted, voided or expired (a new pending transfer's status
+            is PENDING by its flags).
+        failed: ids newly remembered as failed with a transient result.
+        expiries: pending transfers released by their timeout, in timestamp order.
+        history: balances recorded for accounts with the history flag.
+        timestamp: the last timestamp the ledger assigned.
+    """
+
+    accounts: tuple[Account, ...]
+    transfers: tuple[Transfer, ...]
+    statuses: Mapping[int, PendingStatus]
+    failed: tuple[int, ...]
+    expiries: tuple[Expiry, ...]
+    history: tuple[AccountBalance, ...]
+    timestamp: int
+
+
+def _by_id(a: Account) -> int:
+    return a.id
 
 
 class Ledger:
@@ -92,6 +124,12 @@ class Ledger:
         self._failed: set[int] = set()
         self._touched: set[_Row] = set()
         self.timestamp = 0
+        # What changed since the last `take_changes` (for a store to persist).
+        self._changed: set[_Row] = set()
+        self._transfers_taken = 0
+        self._expiries_taken = 0
+        self._status_changed: set[int] = set()
+        self._failed_new: list[int] = []
 
     # --- the batch ----------------------------------------------------------------------------
 
@@ -152,6 +190,7 @@ class Ledger:
         batch, not per event, so a hot account costs one check however often it moved."""
         for row in self._touched:
             assert spec.account_within_limits(row), row.event.id
+        self._changed |= self._touched
         self._touched.clear()
 
     def _one(self, event: Account | Transfer, ts: int, undo: Undo | None) -> Result:
@@ -210,6 +249,7 @@ class Ledger:
             dr.debits_pending -= amount
             cr.credits_pending -= amount
             self._status[pending_id] = int(PendingStatus.EXPIRED)
+            self._status_changed.add(pending_id)
             self._expiries.append(Expiry(pending_id=pending_id, amount=amount, timestamp=ts))
             self._history(dr, ts)
             self._history(cr, ts)
@@ -245,7 +285,9 @@ class Ledger:
         if a.code == 0:
             return R.CODE_MUST_NOT_BE_ZERO
         # -- accepted --
-        self._accounts[a.id] = _Row(a, ts)
+        row = _Row(a, ts)
+        self._accounts[a.id] = row
+        self._touched.add(row)
         if undo is not None:
             undo.append(lambda: self._forget_account(a.id))
         return _OK
@@ -327,6 +369,7 @@ class Ledger:
     def _fail(self, tid: int, code: Result) -> Result:
         if code in TRANSIENT_RESULTS:
             self._failed.add(tid)
+            self._failed_new.append(tid)
         return code
 
     def _accounts_of(
@@ -433,6 +476,7 @@ class Ledger:
             pending_id, old_status = t.pending_id, self._status[t.pending_id]
             undo.append(lambda: self._status.__setitem__(pending_id, old_status))
         self._status[t.pending_id] = int(PendingStatus.POSTED if post else PendingStatus.VOIDED)
+        self._status_changed.add(t.pending_id)
         self._store(t, p[DR], p[CR], amount, p[LEDGER], p[CODE], ts, undo)
         self._history(dr, ts)
         self._history(cr, ts)
@@ -466,7 +510,7 @@ class Ledger:
             undo.append(lambda: self._forget_transfer(t.id))
 
     def _forget_account(self, account_id: int) -> None:
-        del self._accounts[account_id]
+        self._touched.discard(self._accounts.pop(account_id))
 
     def _forget_transfer(self, transfer_id: int) -> None:
         del self._transfers[transfer_id]
@@ -498,6 +542,82 @@ class Ledger:
                     credits_posted=row.credits_posted,
                 )
             )
+
+    # --- persistence ---------------------------------------------------------------------------
+
+    def take_changes(self) -> Changes:
+        """Everything changed since the last call, for a store to write in one transaction."""
+        new_transfers = len(self._transfers) - self._transfers_taken
+        created = list(islice(reversed(self._transfers.items()), new_transfers))
+        history: list[AccountBalance] = []
+        for row in self._changed:
+            if row.history is not None:
+                history += row.history[row.history_taken :]
+                row.history_taken = len(row.history)
+        changes = Changes(
+            accounts=tuple(sorted((_account_record(r) for r in self._changed), key=_by_id)),
+            transfers=tuple(_transfer_record(i, t) for i, t in reversed(created)),
+            statuses={i: PendingStatus(self._status[i]) for i in sorted(self._status_changed)},
+            failed=tuple(self._failed_new),
+            expiries=tuple(self._expiries[self._expiries_taken :]),
+            history=tuple(sorted(history, key=lambda h: (h.timestamp, h.account_id))),
+            timestamp=self.timestamp,
+        )
+        self._changed.clear()
+        self._transfers_taken = len(self._transfers)
+        self._expiries_taken = len(self._expiries)
+        self._status_changed.clear()
+        self._failed_new.clear()
+        return changes
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        accounts: Iterable[Account],
+        transfers: Iterable[tuple[Transfer, PendingStatus]],
+        failed: Iterable[int],
+        timestamp: int,
+    ) -> Ledger:
+        """A ledger holding the given rows, e.g. the part of a store a batch can read.
+
+        `transfers` pairs each transfer with its own pending status (NONE unless it is a pending
+        transfer). Loaded rows count as unchanged: `take_changes` reports only what `apply`
+        does afterwards.
+        """
+        ledger = cls()
+        for a in accounts:
+            row = _Row(a, a.timestamp)
+            row.debits_pending, row.debits_posted = a.debits_pending, a.debits_posted
+            row.credits_pending, row.credits_posted = a.credits_pending, a.credits_posted
+            ledger._accounts[a.id] = row
+        for t, status in sorted(transfers, key=lambda pair: pair[0].timestamp):
+            ledger._load_transfer(t, status)
+        ledger._failed = set(failed)
+        ledger.timestamp = timestamp
+        ledger._transfers_taken = len(ledger._transfers)
+        return ledger
+
+    def _load_transfer(self, t: Transfer, status: PendingStatus) -> None:
+        self._transfers[t.id] = (
+            t.debit_account_id,
+            t.credit_account_id,
+            t.amount,
+            t.pending_id,
+            t.timeout,
+            t.ledger,
+            t.code,
+            t.user_data,
+            t.flags,
+            t.timestamp,
+        )
+        if status != PendingStatus.NONE:
+            assert t.flags & _PENDING
+            self._status[t.id] = int(status)
+        if status == PendingStatus.PENDING and t.timeout:
+            expires_at = t.timestamp + t.timeout * NS_PER_SECOND
+            self._expires_at[t.id] = expires_at
+            heapq.heappush(self._expiry_queue, (expires_at, t.timestamp, t.id))
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -539,7 +659,8 @@ class Ledger:
         return sorted(entries, key=lambda entry: entry.timestamp)
 
     def copy(self) -> Ledger:
-        """An independent copy (O(size)); `apply` on it leaves this ledger untouched."""
+        """An independent copy (O(size)); `apply` on it leaves this ledger untouched. The copy's
+        `take_changes` reports only what changes after the copy was made."""
         other = Ledger()
         for account_id, row in self._accounts.items():
             clone = _Row(row.event, row.timestamp)
@@ -550,6 +671,7 @@ class Ledger:
                 clone.credits_posted,
             ) = row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted
             clone.history = None if row.history is None else list(row.history)
+            clone.history_taken = 0 if row.history is None else len(row.history)
             other._accounts[account_id] = clone
         other._transfers = dict(self._transfers)
         other._status = dict(self._status)
@@ -558,6 +680,8 @@ class Ledger:
         other._expiries = list(self._expiries)
         other._failed = set(self._failed)
         other.timestamp = self.timestamp
+        other._transfers_taken = len(other._transfers)  # a copy reports only its own changes
+        other._expiries_taken = len(other._expiries)
         return other
 
 
