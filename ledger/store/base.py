@@ -1,0 +1,86 @@
+"""The store interface: durable ledger state behind one small API, and the store's errors.
+
+The core decides, the store persists: every store applies a batch by running the core's
+`Ledger` on the rows that batch can read and writing back exactly what `take_changes` reports,
+in one transaction. So every store gives the core's results, event for event.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+
+from ledger.core.errors import LedgerError
+from ledger.core.results import Result
+from ledger.core.types import Account, AccountBalance, Expiry, PendingStatus, Transfer
+from ledger.store.chain import ChainReport
+
+
+class StoreError(LedgerError):
+    """The store cannot be opened or used as asked; the message names it and says what to do."""
+
+
+class NotATollgateDatabaseError(StoreError):
+    """The file or database exists but was not written by Tollgate; nothing was written to it."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was written by a newer Tollgate; upgrade Tollgate to open it."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached or opened (path, permissions, server, URL)."""
+
+
+class Store(ABC):
+    """Durable ledger state. Every method is safe to call from one thread at a time."""
+
+    @abstractmethod
+    def apply(self, events: Sequence[Account | Transfer], now: int) -> list[Result]:
+        """Apply one batch in one transaction; one result per event. Malformed input raises a
+        `LedgerError` and writes nothing."""
+
+    @abstractmethod
+    def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
+        """The accounts that exist among `ids`, in the order asked."""
+
+    @abstractmethod
+    def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
+        """The transfers that exist among `ids`, in the order asked."""
+
+    @abstractmethod
+    def pending_status(self, transfer_id: int) -> PendingStatus:
+        """Where a pending transfer stands (NONE for an unknown id or a non-pending transfer)."""
+
+    @abstractmethod
+    def account_history(self, account_id: int) -> list[AccountBalance]:
+        """Balances after each change, for an account created with the history flag."""
+
+    @abstractmethod
+    def journal(self) -> Iterator[Account | Transfer | Expiry]:
+        """Every created account, transfer and expiry, in timestamp order (accounts with the
+        totals they have now)."""
+
+    @abstractmethod
+    def failed_ids(self) -> frozenset[int]:
+        """Ids remembered as failed with a transient result."""
+
+    @abstractmethod
+    def verify_chain(self) -> ChainReport:
+        """Recompute the journal's hash chain; names the first entry that does not match."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection; the store cannot be used afterwards."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()

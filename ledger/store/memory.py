@@ -1,0 +1,73 @@
+"""The in-memory store: the core's `Ledger` plus the journal's hash chain. Not durable; for
+tests, proofs and simulation, and the twin every durable store is checked against."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from ledger.core.engine import Ledger
+from ledger.core.results import Result
+from ledger.core.types import Account, AccountBalance, Expiry, PendingStatus, Transfer
+from ledger.store import chain
+from ledger.store.base import Store, StoreError
+from ledger.store.chain import GENESIS, ChainReport
+
+
+class MemoryStore(Store):
+    """A ledger in this process's memory."""
+
+    def __init__(self) -> None:
+        self._ledger = Ledger()
+        self._hashes: dict[int, bytes] = {}  # journal entry timestamp -> its chain hash
+        self._head = GENESIS
+        self._closed = False
+
+    def apply(self, events: Sequence[Account | Transfer], now: int) -> list[Result]:
+        self._check_open()
+        results = self._ledger.apply(events, now)
+        changes = self._ledger.take_changes()
+        created = [a for a in changes.accounts if a.timestamp not in self._hashes]
+        entries: list[Account | Transfer | Expiry] = [*created, *changes.transfers]
+        entries += changes.expiries
+        for entry in sorted(entries, key=lambda e: e.timestamp):
+            self._head = chain.link(self._head, entry)
+            self._hashes[entry.timestamp] = self._head
+        return results
+
+    def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
+        self._check_open()
+        found = (self._ledger.lookup_account(i) for i in ids)
+        return [a for a in found if a is not None]
+
+    def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
+        self._check_open()
+        found = (self._ledger.lookup_transfer(i) for i in ids)
+        return [t for t in found if t is not None]
+
+    def pending_status(self, transfer_id: int) -> PendingStatus:
+        self._check_open()
+        return self._ledger.pending_status(transfer_id)
+
+    def account_history(self, account_id: int) -> list[AccountBalance]:
+        self._check_open()
+        return self._ledger.history(account_id)
+
+    def failed_ids(self) -> frozenset[int]:
+        self._check_open()
+        return self._ledger.failed_ids()
+
+    def journal(self) -> Iterator[Account | Transfer | Expiry]:
+        self._check_open()
+        return iter(self._ledger.journal())
+
+    def verify_chain(self) -> ChainReport:
+        self._check_open()
+        rows = ((e, self._hashes.get(e.timestamp, b"")) for e in self._ledger.journal())
+        return chain.verify(rows, self._head)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("this store is closed; open a new one")
