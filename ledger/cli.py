@@ -77,7 +77,8 @@ def _print_report(report: object) -> None:
         for column in ("mutant", "rejected by", "seconds"):
             mutants.add_column(column)
         for m in report.mutants:
-            killers = ", ".join(m.killed_by[:3]) + (" …" if len(m.killed_by) > 3 else "")
+            names = [k.split(" | ")[0] for k in m.killed_by]  # the counterexample is in --json
+            killers = ", ".join(names[:3]) + (" …" if len(names) > 3 else "")
             mutants.add_row(m.name, killers or "[red]SURVIVED[/red]", f"{m.seconds:.2f}")
         console.print(mutants)
     held = sum(o.holds for o in report.outcomes)
