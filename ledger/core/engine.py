@@ -47,6 +47,9 @@ _PENDING_STATUS = int(PendingStatus.PENDING)
 Undo = list[Callable[[], None]]
 """Inside a linked chain: how to take back each change made so far, newest last."""
 
+# ACCOUNT_ROW: id, ledger, code, flags, user_data, debits_pending, debits_posted,
+#   credits_pending, credits_posted, timestamp.
+# TRANSFER_ROW: id followed by the stored transfer tuple below.
 # Stored transfer tuple: positions of its fields.
 DR, CR, AMOUNT, PENDING_ID, TIMEOUT, LEDGER, CODE, USER_DATA, FLAGS, TIMESTAMP = range(10)
 
@@ -55,36 +58,79 @@ class _Row:
     """An account's mutable totals inside the engine; callers only ever see `Account` copies."""
 
     __slots__ = (
+        "code",
         "credits_pending",
         "credits_posted",
         "debits_pending",
         "debits_posted",
-        "event",
         "flags",
         "history",
         "history_taken",
+        "id",
         "ledger",
         "timestamp",
+        "user_data",
     )
 
-    def __init__(self, event: Account, timestamp: int) -> None:
+    def __init__(self, row: Sequence[int]) -> None:
+        """`row` holds an account's fields in ACCOUNT_ROW order."""
+        (
+            self.id,
+            self.ledger,
+            self.code,
+            self.flags,
+            self.user_data,
+            self.debits_pending,
+            self.debits_posted,
+            self.credits_pending,
+            self.credits_posted,
+            self.timestamp,
+        ) = row
         self.history_taken = 0
-        self.event = event
-        self.ledger = event.ledger
-        self.flags = event.flags
-        self.timestamp = timestamp
-        self.debits_pending = self.debits_posted = 0
-        self.credits_pending = self.credits_posted = 0
-        self.history: list[AccountBalance] | None = [] if event.flags & _HISTORY else None
+        self.history: list[AccountBalance] | None = [] if self.flags & _HISTORY else None
+
+    @staticmethod
+    def from_record(a: Account) -> _Row:
+        return _Row(
+            (
+                a.id,
+                a.ledger,
+                a.code,
+                a.flags,
+                a.user_data,
+                a.debits_pending,
+                a.debits_posted,
+                a.credits_pending,
+                a.credits_posted,
+                a.timestamp,
+            )
+        )
+
+    def as_row(self) -> tuple[int, ...]:
+        return (
+            self.id,
+            self.ledger,
+            self.code,
+            self.flags,
+            self.user_data,
+            self.debits_pending,
+            self.debits_posted,
+            self.credits_pending,
+            self.credits_posted,
+            self.timestamp,
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Changes:
     """What a ledger changed since it last reported, for a store to persist.
 
+    The rows are plain tuples (ACCOUNT_ROW and TRANSFER_ROW order) because a store writes them
+    as they are; `accounts` and `transfers` give the same as records.
+
     Attributes:
-        accounts: every account created or changed, with its totals now (sorted by id).
-        transfers: every transfer created, in timestamp order.
+        account_rows: every account created or changed, with its totals now (sorted by id).
+        transfer_rows: every transfer created, in timestamp order.
         statuses: pending transfers posted, voided or expired (a new pending transfer's status
             is PENDING by its flags).
         failed: ids newly remembered as failed with a transient result.
@@ -93,17 +139,21 @@ class Changes:
         timestamp: the last timestamp the ledger assigned.
     """
 
-    accounts: tuple[Account, ...]
-    transfers: tuple[Transfer, ...]
+    account_rows: tuple[tuple[int, ...], ...]
+    transfer_rows: tuple[tuple[int, ...], ...]
     statuses: Mapping[int, PendingStatus]
     failed: tuple[int, ...]
     expiries: tuple[Expiry, ...]
     history: tuple[AccountBalance, ...]
     timestamp: int
 
+    @property
+    def accounts(self) -> tuple[Account, ...]:
+        return tuple(account_from_row(r) for r in self.account_rows)
 
-def _by_id(a: Account) -> int:
-    return a.id
+    @property
+    def transfers(self) -> tuple[Transfer, ...]:
+        return tuple(transfer_from_row(r) for r in self.transfer_rows)
 
 
 class Ledger:
@@ -136,6 +186,11 @@ class Ledger:
     def apply(self, events: Sequence[Account | Transfer], now: int) -> list[Result]:
         """Apply `events` in order at time `now` (ns); one result per event."""
         check_batch(events, now)
+        return self.apply_checked(events, now)
+
+    def apply_checked(self, events: Sequence[Account | Transfer], now: int) -> list[Result]:
+        """`apply` for a batch that has already passed `check_batch` (a store checks it before
+        it opens its transaction, and must not pay for the check twice)."""
         count = len(events)
         now_ts = max(now, self.timestamp + 1)
         self._check_room(now_ts, count)
@@ -189,7 +244,7 @@ class Ledger:
         """Postcondition of a batch: L1 and L7 hold on every account it changed. Checked once per
         batch, not per event, so a hot account costs one check however often it moved."""
         for row in self._touched:
-            assert spec.account_within_limits(row), row.event.id
+            assert spec.account_within_limits(row), row.id
         self._changed |= self._touched
         self._touched.clear()
 
@@ -269,7 +324,7 @@ class Ledger:
             return R.ID_MUST_NOT_BE_INT_MAX
         existing = self._accounts.get(a.id)
         if existing is not None:
-            return _account_exists(a, existing.event)
+            return _account_exists(a, existing)
         if a.flags & _DR_GUARD and a.flags & _CR_GUARD:
             return R.FLAGS_ARE_MUTUALLY_EXCLUSIVE
         if a.debits_pending != 0:
@@ -285,7 +340,7 @@ class Ledger:
         if a.code == 0:
             return R.CODE_MUST_NOT_BE_ZERO
         # -- accepted --
-        row = _Row(a, ts)
+        row = _Row((a.id, a.ledger, a.code, a.flags, a.user_data, 0, 0, 0, 0, ts))
         self._accounts[a.id] = row
         self._touched.add(row)
         if undo is not None:
@@ -534,7 +589,7 @@ class Ledger:
         if row.history is not None:  # only accounts created with the history flag keep one
             row.history.append(
                 AccountBalance(
-                    account_id=row.event.id,
+                    account_id=row.id,
                     timestamp=ts,
                     debits_pending=row.debits_pending,
                     debits_posted=row.debits_posted,
@@ -555,8 +610,8 @@ class Ledger:
                 history += row.history[row.history_taken :]
                 row.history_taken = len(row.history)
         changes = Changes(
-            accounts=tuple(sorted((_account_record(r) for r in self._changed), key=_by_id)),
-            transfers=tuple(_transfer_record(i, t) for i, t in reversed(created)),
+            account_rows=tuple(sorted(r.as_row() for r in self._changed)),
+            transfer_rows=tuple((i, *t) for i, t in reversed(created)),
             statuses={i: PendingStatus(self._status[i]) for i in sorted(self._status_changed)},
             failed=tuple(self._failed_new),
             expiries=tuple(self._expiries[self._expiries_taken :]),
@@ -585,39 +640,45 @@ class Ledger:
         transfer). Loaded rows count as unchanged: `take_changes` reports only what `apply`
         does afterwards.
         """
+        return cls.load_rows(
+            account_rows=[_Row.from_record(a).as_row() for a in accounts],
+            transfer_rows=[(*_transfer_row(t), status) for t, status in transfers],
+            failed=failed,
+            timestamp=timestamp,
+        )
+
+    @classmethod
+    def load_rows(
+        cls,
+        *,
+        account_rows: Iterable[Sequence[int]],
+        transfer_rows: Iterable[Sequence[int]],
+        failed: Iterable[int],
+        timestamp: int,
+    ) -> Ledger:
+        """`load` from plain rows as a database returns them: accounts in ACCOUNT_ROW order,
+        transfers in TRANSFER_ROW order followed by their pending status."""
         ledger = cls()
-        for a in accounts:
-            row = _Row(a, a.timestamp)
-            row.debits_pending, row.debits_posted = a.debits_pending, a.debits_posted
-            row.credits_pending, row.credits_posted = a.credits_pending, a.credits_posted
-            ledger._accounts[a.id] = row
-        for t, status in sorted(transfers, key=lambda pair: pair[0].timestamp):
-            ledger._load_transfer(t, status)
+        for row in account_rows:
+            ledger._accounts[row[0]] = _Row(row)
+        for t in sorted(transfer_rows, key=lambda r: r[TIMESTAMP + 1]):
+            ledger._load_transfer(t)
         ledger._failed = set(failed)
         ledger.timestamp = timestamp
         ledger._transfers_taken = len(ledger._transfers)
         return ledger
 
-    def _load_transfer(self, t: Transfer, status: PendingStatus) -> None:
-        self._transfers[t.id] = (
-            t.debit_account_id,
-            t.credit_account_id,
-            t.amount,
-            t.pending_id,
-            t.timeout,
-            t.ledger,
-            t.code,
-            t.user_data,
-            t.flags,
-            t.timestamp,
-        )
+    def _load_transfer(self, row: Sequence[int]) -> None:
+        transfer_id, status = row[0], PendingStatus(row[TIMESTAMP + 2])
+        stored = tuple(row[1 : TIMESTAMP + 2])
+        self._transfers[transfer_id] = stored
         if status != PendingStatus.NONE:
-            assert t.flags & _PENDING
-            self._status[t.id] = int(status)
-        if status == PendingStatus.PENDING and t.timeout:
-            expires_at = t.timestamp + t.timeout * NS_PER_SECOND
-            self._expires_at[t.id] = expires_at
-            heapq.heappush(self._expiry_queue, (expires_at, t.timestamp, t.id))
+            assert stored[FLAGS] & _PENDING
+            self._status[transfer_id] = int(status)
+        if status == PendingStatus.PENDING and stored[TIMEOUT]:
+            expires_at = stored[TIMESTAMP] + stored[TIMEOUT] * NS_PER_SECOND
+            self._expires_at[transfer_id] = expires_at
+            heapq.heappush(self._expiry_queue, (expires_at, stored[TIMESTAMP], transfer_id))
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -663,13 +724,7 @@ class Ledger:
         `take_changes` reports only what changes after the copy was made."""
         other = Ledger()
         for account_id, row in self._accounts.items():
-            clone = _Row(row.event, row.timestamp)
-            (
-                clone.debits_pending,
-                clone.debits_posted,
-                clone.credits_pending,
-                clone.credits_posted,
-            ) = row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted
+            clone = _Row(row.as_row())
             clone.history = None if row.history is None else list(row.history)
             clone.history_taken = 0 if row.history is None else len(row.history)
             other._accounts[account_id] = clone
@@ -688,7 +743,7 @@ class Ledger:
 # --- checks, each a pure function of the event and what it reads -----------------------------
 
 
-def _account_exists(a: Account, e: Account) -> Result:
+def _account_exists(a: Account, e: _Row) -> Result:
     if a.flags != e.flags:
         return R.EXISTS_WITH_DIFFERENT_FLAGS
     if a.user_data != e.user_data:
@@ -841,22 +896,47 @@ def _fits(flags: int, amount: int, dr: _Row, cr: _Row, pending: int) -> bool:
 
 
 def _account_record(row: _Row) -> Account:
-    e = row.event
+    return account_from_row(row.as_row())
+
+
+def account_from_row(r: Sequence[int]) -> Account:
+    """An `Account` from its fields in ACCOUNT_ROW order."""
     return Account(
-        id=e.id,
-        ledger=e.ledger,
-        code=e.code,
-        flags=e.flags,
-        user_data=e.user_data,
-        debits_pending=row.debits_pending,
-        debits_posted=row.debits_posted,
-        credits_pending=row.credits_pending,
-        credits_posted=row.credits_posted,
-        timestamp=row.timestamp,
+        id=r[0],
+        ledger=r[1],
+        code=r[2],
+        flags=r[3],
+        user_data=r[4],
+        debits_pending=r[5],
+        debits_posted=r[6],
+        credits_pending=r[7],
+        credits_posted=r[8],
+        timestamp=r[9],
     )
 
 
-def _transfer_record(transfer_id: int, s: tuple[int, ...]) -> Transfer:
+def transfer_from_row(r: Sequence[int]) -> Transfer:
+    """A `Transfer` from its fields in TRANSFER_ROW order."""
+    return _transfer_record(r[0], r[1:])
+
+
+def _transfer_row(t: Transfer) -> tuple[int, ...]:
+    return (
+        t.id,
+        t.debit_account_id,
+        t.credit_account_id,
+        t.amount,
+        t.pending_id,
+        t.timeout,
+        t.ledger,
+        t.code,
+        t.user_data,
+        t.flags,
+        t.timestamp,
+    )
+
+
+def _transfer_record(transfer_id: int, s: Sequence[int]) -> Transfer:
     return Transfer(
         id=transfer_id,
         debit_account_id=s[DR],

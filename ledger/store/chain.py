@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ledger.core.types import Account, Expiry, Transfer
@@ -26,19 +26,20 @@ def canonical(entry: Entry) -> bytes:
     """Fixed-width big-endian bytes of the fields that define an entry (an account's changing
     totals are not part of it: they are derived from the journal)."""
     if type(entry) is Transfer:
-        return _TRANSFER.pack(
-            2,
-            entry.id,
-            entry.debit_account_id,
-            entry.credit_account_id,
-            entry.amount,
-            entry.pending_id,
-            entry.timeout,
-            entry.ledger,
-            entry.code,
-            entry.user_data,
-            entry.flags,
-            entry.timestamp,
+        return transfer_bytes(
+            (
+                entry.id,
+                entry.debit_account_id,
+                entry.credit_account_id,
+                entry.amount,
+                entry.pending_id,
+                entry.timeout,
+                entry.ledger,
+                entry.code,
+                entry.user_data,
+                entry.flags,
+                entry.timestamp,
+            )
         )
     if type(entry) is Account:
         return _ACCOUNT.pack(
@@ -48,8 +49,24 @@ def canonical(entry: Entry) -> bytes:
     return _EXPIRY.pack(3, entry.pending_id, entry.amount, entry.timestamp)
 
 
+def transfer_bytes(row: Sequence[int]) -> bytes:
+    """`canonical` of a transfer given as a row: id, debit and credit account ids, amount,
+    pending_id, timeout, ledger, code, user_data, flags, timestamp."""
+    return _TRANSFER.pack(2, *row)
+
+
+def account_bytes(row: Sequence[int]) -> bytes:
+    """`canonical` of an account given as a row: id, ledger, code, flags, user_data, the four
+    totals (not hashed), timestamp."""
+    return _ACCOUNT.pack(1, row[0], row[1], row[2], row[3], row[4], row[9])
+
+
 def link(previous: bytes, entry: Entry) -> bytes:
     return hashlib.sha256(previous + canonical(entry)).digest()
+
+
+def link_bytes(previous: bytes, entry_bytes: bytes) -> bytes:
+    return hashlib.sha256(previous + entry_bytes).digest()
 
 
 def describe(entry: Entry) -> str:

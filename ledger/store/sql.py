@@ -97,7 +97,7 @@ class SqlStore(Store):
         with self._write_transaction() as cur:
             timestamp, head = self._clock(cur)
             loaded = self._load(cur, events, max(now, timestamp + 1), timestamp)
-            results = loaded.ledger.apply(events, now)
+            results = loaded.ledger.apply_checked(events, now)
             changes = loaded.ledger.take_changes()
             if changes.timestamp != timestamp:
                 self._persist(cur, changes, loaded.account_ids, head)
@@ -116,44 +116,48 @@ class SqlStore(Store):
         batch's ids are remembered as failed."""
         transfer_ids = {e.id for e in events if type(e) is Transfer}
         transfer_ids |= {e.pending_id for e in events if type(e) is Transfer and e.pending_id}
-        transfers = self._transfers(cur, sorted(transfer_ids))
+        transfers = self._transfer_rows(cur, sorted(transfer_ids))
         transfers += self._due(cur, cutoff)
         account_ids = {e.id for e in events if type(e) is Account}
         for e in events:
             if type(e) is Transfer:
-                account_ids |= {e.debit_account_id, e.credit_account_id}
-        for t, _ in transfers:
-            account_ids |= {t.debit_account_id, t.credit_account_id}
+                account_ids.add(e.debit_account_id)
+                account_ids.add(e.credit_account_id)
+        for row in transfers:
+            account_ids.add(row[1])
+            account_ids.add(row[2])
         account_ids.discard(0)
-        accounts = self._accounts(cur, sorted(account_ids))
+        accounts = self._account_rows(cur, sorted(account_ids))
         failed = self._failed(cur, sorted(e.id for e in events if type(e) is Transfer))
-        ledger = Ledger.load(
-            accounts=accounts, transfers=transfers, failed=failed, timestamp=timestamp
+        ledger = Ledger.load_rows(
+            account_rows=accounts, transfer_rows=transfers, failed=failed, timestamp=timestamp
         )
-        return _Loaded(ledger, frozenset(a.id for a in accounts))
+        return _Loaded(ledger, frozenset(row[0] for row in accounts))
 
-    def _accounts(self, cur: Cursor, ids: Sequence[int]) -> list[Account]:
+    def _account_rows(self, cur: Cursor, ids: Sequence[int]) -> list[Sequence[int]]:
+        """Accounts as ACCOUNT_ROW tuples (the engine loads them as they are)."""
         if not ids:
             return []
         where, params = self._matching("id", ids)
         cur.execute(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {where}", params)
-        return [account_row(row) for row in cur.fetchall()]
+        return list(cur.fetchall())
 
-    def _transfers(self, cur: Cursor, ids: Sequence[int]) -> list[tuple[Transfer, PendingStatus]]:
+    def _transfer_rows(self, cur: Cursor, ids: Sequence[int]) -> list[Sequence[int]]:
+        """Transfers as TRANSFER_ROW tuples followed by their pending status."""
         if not ids:
             return []
         where, params = self._matching("id", ids)
         cur.execute(f"SELECT {TRANSFER_COLUMNS}, status FROM transfers WHERE {where}", params)
-        return [(transfer_row(row), PendingStatus(row[11])) for row in cur.fetchall()]
+        return list(cur.fetchall())
 
-    def _due(self, cur: Cursor, cutoff: int) -> list[tuple[Transfer, PendingStatus]]:
+    def _due(self, cur: Cursor, cutoff: int) -> list[Sequence[int]]:
         p = self.placeholder
         cur.execute(
             f"SELECT {TRANSFER_COLUMNS}, status FROM transfers "
             f"WHERE status = 1 AND expires_at <= {p} ORDER BY expires_at, timestamp",
             (cutoff,),
         )
-        return [(transfer_row(row), PendingStatus.PENDING) for row in cur.fetchall()]
+        return list(cur.fetchall())
 
     def _failed(self, cur: Cursor, ids: Sequence[int]) -> list[int]:
         if not ids:
@@ -167,32 +171,24 @@ class SqlStore(Store):
     def _persist(
         self, cur: Cursor, changes: Changes, loaded_accounts: frozenset[int], head: bytes
     ) -> None:
-        created = [a for a in changes.accounts if a.id not in loaded_accounts]
-        updated = [a for a in changes.accounts if a.id in loaded_accounts]
-        entries: list[Account | Transfer | Expiry] = [*created, *changes.transfers]
-        entries += changes.expiries
-        entries.sort(key=lambda entry: entry.timestamp)
-        hashes: dict[int, bytes] = {}
-        for entry in entries:
-            head = chain.link(head, entry)
-            hashes[entry.timestamp] = head
+        created = [a for a in changes.account_rows if a[0] not in loaded_accounts]
+        updated = [a for a in changes.account_rows if a[0] in loaded_accounts]
+        head, hashes = _chain(head, created, changes.transfer_rows, changes.expiries)
         p = self.placeholder
         self._insert_accounts(cur, created, hashes)
         cur.executemany(
             f"UPDATE accounts SET debits_pending = {p}, debits_posted = {p}, "
             f"credits_pending = {p}, credits_posted = {p} WHERE id = {p}",
-            [
-                (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted, a.id)
-                for a in updated
-            ],
+            [(a[5], a[6], a[7], a[8], a[0]) for a in updated],
         )
-        self._insert_transfers(cur, changes.transfers, hashes)
+        self._insert_transfers(cur, changes.transfer_rows, hashes)
         cur.executemany(
             f"UPDATE transfers SET status = {p} WHERE id = {p}",
             [(int(status), i) for i, status in changes.statuses.items()],
         )
         cur.executemany(
-            f"INSERT INTO expiries (pending_id, amount, timestamp, hash) VALUES ({p}, {p}, {p}, {p})",
+            f"INSERT INTO expiries (pending_id, amount, timestamp, hash) "
+            f"VALUES ({p}, {p}, {p}, {p})",
             [(e.pending_id, e.amount, e.timestamp, hashes[e.timestamp]) for e in changes.expiries],
         )
         cur.executemany(f"INSERT INTO failed (id) VALUES ({p})", [(i,) for i in changes.failed])
@@ -203,36 +199,21 @@ class SqlStore(Store):
         )
 
     def _insert_accounts(
-        self, cur: Cursor, accounts: Sequence[Account], hashes: dict[int, bytes]
+        self, cur: Cursor, accounts: Sequence[Sequence[int]], hashes: dict[int, bytes]
     ) -> None:
         p = ", ".join([self.placeholder] * 11)
         cur.executemany(
             f"INSERT INTO accounts ({ACCOUNT_COLUMNS}, hash) VALUES ({p})",
-            [
-                (
-                    a.id,
-                    a.ledger,
-                    a.code,
-                    a.flags,
-                    a.user_data,
-                    a.debits_pending,
-                    a.debits_posted,
-                    a.credits_pending,
-                    a.credits_posted,
-                    a.timestamp,
-                    hashes[a.timestamp],
-                )
-                for a in accounts
-            ],
+            [(*a, hashes[a[9]]) for a in accounts],
         )
 
     def _insert_transfers(
-        self, cur: Cursor, transfers: Sequence[Transfer], hashes: dict[int, bytes]
+        self, cur: Cursor, transfers: Sequence[Sequence[int]], hashes: dict[int, bytes]
     ) -> None:
         p = ", ".join([self.placeholder] * 14)
         cur.executemany(
             f"INSERT INTO transfers ({TRANSFER_COLUMNS}, status, expires_at, hash) VALUES ({p})",
-            [_transfer_values(t, hashes[t.timestamp]) for t in transfers],
+            [_transfer_values(t, hashes[t[10]]) for t in transfers],
         )
 
     def _insert_history(self, cur: Cursor, history: Sequence[AccountBalance]) -> None:
@@ -257,18 +238,18 @@ class SqlStore(Store):
 
     def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
         with self._read_cursor() as cur:
-            found = {a.id: a for a in self._accounts(cur, list(ids))}
+            found = {r[0]: account_row(r) for r in self._account_rows(cur, list(ids))}
         return [found[i] for i in ids if i in found]
 
     def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
         with self._read_cursor() as cur:
-            found = {t.id: t for t, _ in self._transfers(cur, list(ids))}
+            found = {r[0]: transfer_row(r) for r in self._transfer_rows(cur, list(ids))}
         return [found[i] for i in ids if i in found]
 
     def pending_status(self, transfer_id: int) -> PendingStatus:
         with self._read_cursor() as cur:
-            found = self._transfers(cur, [transfer_id])
-        return found[0][1] if found else PendingStatus.NONE
+            found = self._transfer_rows(cur, [transfer_id])
+        return PendingStatus(found[0][11]) if found else PendingStatus.NONE
 
     def account_history(self, account_id: int) -> list[AccountBalance]:
         p = self.placeholder
@@ -330,26 +311,32 @@ class _Loaded:
         self.account_ids = account_ids
 
 
-def _transfer_values(t: Transfer, digest: bytes) -> tuple[Any, ...]:
-    pending = t.flags & _PENDING
+def _transfer_values(t: Sequence[int], digest: bytes) -> tuple[Any, ...]:
+    """A TRANSFER_ROW with its status, expiry time and hash, as the transfers table holds it."""
+    flags, timeout, timestamp = t[9], t[5], t[10]
+    pending = flags & _PENDING
     status = int(PendingStatus.PENDING) if pending else int(PendingStatus.NONE)
-    expires_at = t.timestamp + t.timeout * NS_PER_SECOND if pending and t.timeout else None
-    return (
-        t.id,
-        t.debit_account_id,
-        t.credit_account_id,
-        t.amount,
-        t.pending_id,
-        t.timeout,
-        t.ledger,
-        t.code,
-        t.user_data,
-        t.flags,
-        t.timestamp,
-        status,
-        expires_at,
-        digest,
-    )
+    expires_at = timestamp + timeout * NS_PER_SECOND if pending and timeout else None
+    return (*t, status, expires_at, digest)
+
+
+def _chain(
+    head: bytes,
+    accounts: Sequence[Sequence[int]],
+    transfers: Sequence[Sequence[int]],
+    expiries: Sequence[Expiry],
+) -> tuple[bytes, dict[int, bytes]]:
+    """Link the batch's new journal entries in timestamp order; returns the new head and each
+    entry's hash by timestamp."""
+    entries = [(a[9], chain.account_bytes(a)) for a in accounts]
+    entries += [(t[10], chain.transfer_bytes(t)) for t in transfers]
+    entries += [(e.timestamp, chain.canonical(e)) for e in expiries]
+    entries.sort()
+    hashes: dict[int, bytes] = {}
+    for timestamp, entry_bytes in entries:
+        head = chain.link_bytes(head, entry_bytes)
+        hashes[timestamp] = head
+    return head, hashes
 
 
 def chunks(ids: Sequence[int], size: int) -> Iterable[Sequence[int]]:
