@@ -9,7 +9,7 @@ are applied one after another in timestamp order) and how to match a list of ids
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ledger.core.engine import Changes, Ledger
@@ -176,16 +176,10 @@ class SqlStore(Store):
         head, hashes = _chain(head, created, changes.transfer_rows, changes.expiries)
         p = self.placeholder
         self._insert_accounts(cur, created, hashes)
-        cur.executemany(
-            f"UPDATE accounts SET debits_pending = {p}, debits_posted = {p}, "
-            f"credits_pending = {p}, credits_posted = {p} WHERE id = {p}",
-            [(a[5], a[6], a[7], a[8], a[0]) for a in updated],
-        )
+        self._update_accounts(cur, updated)
         self._insert_transfers(cur, changes.transfer_rows, hashes)
-        cur.executemany(
-            f"UPDATE transfers SET status = {p} WHERE id = {p}",
-            [(int(status), i) for i, status in changes.statuses.items()],
-        )
+        # After the inserts: a pending transfer may be created and resolved in one batch.
+        self._update_statuses(cur, changes.statuses)
         cur.executemany(
             f"INSERT INTO expiries (pending_id, amount, timestamp, hash) "
             f"VALUES ({p}, {p}, {p}, {p})",
@@ -196,6 +190,24 @@ class SqlStore(Store):
         cur.execute(
             f"UPDATE clock SET timestamp = {p}, head = {p} WHERE id = 1",
             (changes.timestamp, head),
+        )
+
+    def _update_accounts(self, cur: Cursor, rows: Sequence[Sequence[int]]) -> None:
+        """Write the totals of accounts that existed before the batch (a dialect may do it in
+        one statement)."""
+        p = self.placeholder
+        cur.executemany(
+            f"UPDATE accounts SET debits_pending = {p}, debits_posted = {p}, "
+            f"credits_pending = {p}, credits_posted = {p} WHERE id = {p}",
+            [(a[5], a[6], a[7], a[8], a[0]) for a in rows],
+        )
+
+    def _update_statuses(self, cur: Cursor, statuses: Mapping[int, PendingStatus]) -> None:
+        """Write the new status of pending transfers posted, voided or expired."""
+        p = self.placeholder
+        cur.executemany(
+            f"UPDATE transfers SET status = {p} WHERE id = {p}",
+            [(int(status), i) for i, status in statuses.items()],
         )
 
     def _insert_accounts(
@@ -283,24 +295,28 @@ class SqlStore(Store):
 
     def _journal_with_hashes(self) -> Iterator[tuple[Account | Transfer | Expiry, bytes]]:
         with self._read_cursor() as cur:
-            cur.execute(f"SELECT {ACCOUNT_COLUMNS}, hash FROM accounts")
-            rows: list[tuple[Account | Transfer | Expiry, bytes]] = [
-                (account_row(r), bytes(r[10])) for r in cur.fetchall()
-            ]
-            cur.execute(f"SELECT {TRANSFER_COLUMNS}, hash FROM transfers")
-            rows += [(transfer_row(r), bytes(r[11])) for r in cur.fetchall()]
-            cur.execute("SELECT pending_id, amount, timestamp, hash FROM expiries")
-            rows += [
-                (Expiry(pending_id=r[0], amount=r[1], timestamp=r[2]), bytes(r[3]))
-                for r in cur.fetchall()
-            ]
+            yield from self._journal_rows(cur)
+
+    def _journal_rows(self, cur: Cursor) -> list[tuple[Account | Transfer | Expiry, bytes]]:
+        cur.execute(f"SELECT {ACCOUNT_COLUMNS}, hash FROM accounts")
+        rows: list[tuple[Account | Transfer | Expiry, bytes]] = [
+            (account_row(r), bytes(r[10])) for r in cur.fetchall()
+        ]
+        cur.execute(f"SELECT {TRANSFER_COLUMNS}, hash FROM transfers")
+        rows += [(transfer_row(r), bytes(r[11])) for r in cur.fetchall()]
+        cur.execute("SELECT pending_id, amount, timestamp, hash FROM expiries")
+        rows += [
+            (Expiry(pending_id=r[0], amount=r[1], timestamp=r[2]), bytes(r[3]))
+            for r in cur.fetchall()
+        ]
         rows.sort(key=lambda row: row[0].timestamp)
-        yield from rows
+        return rows
 
     def verify_chain(self) -> ChainReport:
-        with self._read_cursor() as cur:
+        with self._read_cursor() as cur:  # the head and the rows from one snapshot
             _, head = self._clock(cur)
-        return chain.verify(self._journal_with_hashes(), head)
+            rows = self._journal_rows(cur)
+        return chain.verify(rows, head)
 
 
 class _Loaded:
