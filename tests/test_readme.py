@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -11,12 +12,17 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
-def test_python_examples_run() -> None:
+def test_python_examples_run(tmp_path: Path) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
-    assert blocks, "the README should show the library in use"
-    for block in blocks:
+    assert len(blocks) >= 2, "the README should show the ledger and a store in use"
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for block in blocks:  # in an empty folder: an example's files must not land in the checkout
         result = subprocess.run(
-            [sys.executable, "-c", block], capture_output=True, text=True, cwd=ROOT
+            [sys.executable, "-c", block],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=environment,
         )
         assert result.returncode == 0, result.stderr
 
