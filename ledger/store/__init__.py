@@ -31,6 +31,11 @@ __all__ = [
 def store_from_url(url: str) -> Store:
     """Open the store a URL names: `memory://`, `sqlite:///relative/or/absolute/path.db`
     (three slashes, then the path; four for an absolute path), or `postgresql://...`."""
+    if not isinstance(url, str):
+        raise StoreError(
+            f"a store URL is text, not {url!r}: use memory://, sqlite:///path/to/file.db or "
+            "postgresql://user@host:port/dbname"
+        )
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         return MemoryStore()

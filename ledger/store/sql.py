@@ -14,7 +14,7 @@ from typing import Any
 
 from ledger.core.engine import Changes, Ledger
 from ledger.core.flags import TransferFlags
-from ledger.core.limits import NS_PER_SECOND
+from ledger.core.limits import ID_MAX, NS_PER_SECOND
 from ledger.core.results import Result
 from ledger.core.types import Account, AccountBalance, Expiry, PendingStatus, Transfer
 from ledger.core.validate import check_batch
@@ -250,20 +250,22 @@ class SqlStore(Store):
 
     def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
         with self._read_cursor() as cur:
-            found = {r[0]: account_row(r) for r in self._account_rows(cur, list(ids))}
+            found = {r[0]: account_row(r) for r in self._account_rows(cur, _storable(ids))}
         return [found[i] for i in ids if i in found]
 
     def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
         with self._read_cursor() as cur:
-            found = {r[0]: transfer_row(r) for r in self._transfer_rows(cur, list(ids))}
+            found = {r[0]: transfer_row(r) for r in self._transfer_rows(cur, _storable(ids))}
         return [found[i] for i in ids if i in found]
 
     def pending_status(self, transfer_id: int) -> PendingStatus:
         with self._read_cursor() as cur:
-            found = self._transfer_rows(cur, [transfer_id])
+            found = self._transfer_rows(cur, _storable([transfer_id]))
         return PendingStatus(found[0][11]) if found else PendingStatus.NONE
 
     def account_history(self, account_id: int) -> list[AccountBalance]:
+        if not _storable([account_id]):
+            return []
         p = self.placeholder
         with self._read_cursor() as cur:
             cur.execute(
@@ -353,6 +355,11 @@ def _chain(
         head = chain.link_bytes(head, entry_bytes)
         hashes[timestamp] = head
     return head, hashes
+
+
+def _storable(ids: Sequence[int]) -> list[int]:
+    """The ids that could be stored at all (1..ID_MAX); any other id is simply not found."""
+    return [i for i in ids if type(i) is int and 0 < i <= ID_MAX]
 
 
 def chunks(ids: Sequence[int], size: int) -> Iterable[Sequence[int]]:

@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ledger.store.base import (
     NotATollgateDatabaseError,
@@ -94,11 +95,14 @@ class SqliteStore(SqlStore):
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         self.path = Path(path)
+        mode = _synchronous(synchronous)  # refuse a bad argument before any file exists
+        _check_header(self.path)
+        self._closed = False
         self._db = _open(self.path)
         try:
             _check_identity(self._db, self.path)
             self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute(f"PRAGMA synchronous = {_synchronous(synchronous)}")
+            self._db.execute(f"PRAGMA synchronous = {mode}")
             _migrate(self._db, self.path)
         except BaseException:
             self._db.close()
@@ -106,7 +110,7 @@ class SqliteStore(SqlStore):
 
     @contextlib.contextmanager
     def _write_transaction(self) -> Iterator[Any]:
-        cur = self._db.cursor()
+        cur = self._cursor()
         try:
             cur.execute("BEGIN IMMEDIATE")
             yield cur
@@ -118,9 +122,14 @@ class SqliteStore(SqlStore):
         finally:
             cur.close()
 
+    def _cursor(self) -> sqlite3.Cursor:
+        if self._closed:
+            raise StoreError(f"the store on {self.path} is closed; open a new one")
+        return self._db.cursor()
+
     @contextlib.contextmanager
     def _read_cursor(self) -> Iterator[Any]:
-        cur = self._db.cursor()
+        cur = self._cursor()
         try:
             cur.execute("BEGIN")
             yield cur
@@ -136,6 +145,7 @@ class SqliteStore(SqlStore):
         return f"{column} IN (SELECT value FROM json_each(?))", [_json_list(ids)]
 
     def close(self) -> None:
+        self._closed = True
         self._db.close()
 
 
@@ -149,13 +159,33 @@ def _synchronous(mode: str) -> str:
     return mode.upper()
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a non-empty file that is not SQLite at all, before SQLite can take it for an empty
+    database and write over it."""
+    try:
+        with path.open("rb") as f:
+            start = f.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except IsADirectoryError as exc:
+        raise StoreUnavailableError(f"{path} is a folder; name a database file") from exc
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot read {path}: {exc.strerror}") from exc
+    if start and start != _SQLITE_HEADER:
+        raise NotATollgateDatabaseError(
+            f"{path} is not a Tollgate database (not a SQLite file); nothing was written to it"
+        )
+
+
 def _open(path: Path) -> sqlite3.Connection:
     """Open an existing file read-write, or create a new one; never create a directory."""
     mode = "rw" if path.exists() else "rwc"
+    uri = f"file:{quote(str(path))}?mode={mode}"  # quoted: '#', '?' and '%' are file name chars
     try:
-        return sqlite3.connect(
-            f"file:{path}?mode={mode}", uri=True, isolation_level=None, check_same_thread=False
-        )
+        return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise StoreUnavailableError(
             f"cannot open SQLite database {path}: {exc}; check that the folder exists and that "
@@ -173,7 +203,7 @@ def _check_identity(db: sqlite3.Connection, path: Path) -> None:
         raise NotATollgateDatabaseError(
             f"{path} is not a Tollgate database ({exc}); nothing was written to it"
         ) from exc
-    if application_id != APPLICATION_ID and (tables or application_id):
+    if application_id != APPLICATION_ID and (tables or application_id or version):
         raise NotATollgateDatabaseError(
             f"{path} is a SQLite database of another application; nothing was written to it"
         )

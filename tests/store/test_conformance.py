@@ -510,14 +510,6 @@ def test_timestamps_keep_increasing_when_now_goes_back(make_store: MakeStore) ->
 def test_ids_out_of_range_are_simply_not_found(
     make_store: MakeStore, request: pytest.FixtureRequest
 ) -> None:
-    if kind_of(request) == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                raises=OverflowError,
-                strict=True,
-                reason="defect: SqlStore binds ids above 2**63-1 unchecked: OverflowError",
-            )
-        )
     store = opened(make_store)
     huge, negative = 2**64, -1
     assert store.lookup_accounts([1, huge, negative, ID_MAX]) == store.lookup_accounts([1])
@@ -529,17 +521,7 @@ def test_ids_out_of_range_are_simply_not_found(
 # --- closing --------------------------------------------------------------------------------------
 
 
-CLOSED_DEFECT = "defect: a closed SqliteStore raises sqlite3.ProgrammingError, not StoreError"
-
-
 def test_close_releases_the_store(make_store: MakeStore, request: pytest.FixtureRequest) -> None:
-    if kind_of(request) == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=CLOSED_DEFECT,
-            )
-        )
     store = opened(make_store)
     store.close()
     store.close()  # closing twice is harmless
@@ -561,13 +543,6 @@ def test_close_releases_the_store(make_store: MakeStore, request: pytest.Fixture
 def test_a_store_is_a_context_manager_that_closes(
     make_store: MakeStore, request: pytest.FixtureRequest
 ) -> None:
-    if kind_of(request) == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=CLOSED_DEFECT,
-            )
-        )
     with opened(make_store) as store:
         assert store.apply([move(1)], 2 * NS) == [R.OK]
     with pytest.raises(StoreError):

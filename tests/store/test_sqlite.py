@@ -90,11 +90,6 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path, content: bytes) ->
     refuses(path, NotATollgateDatabaseError, "not a Tollgate database")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: SQLite reads a 1-byte file as an empty database; SqliteStore then writes the "
-    "schema over it (the file becomes 48 KiB of Tollgate tables)",
-)
 def test_a_one_byte_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_bytes(b"\n")
@@ -119,12 +114,6 @@ def test_an_empty_database_with_another_application_id_is_refused(tmp_path: Path
     refuses(path, NotATollgateDatabaseError, "another application")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a SQLite file with no tables and user_version = 1 (another application's "
-    "bookkeeping) is taken for a migrated Tollgate database; the first apply then raises "
-    "sqlite3.OperationalError: no such table: clock",
-)
 def test_an_empty_database_claiming_the_current_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "other.db"
     db = sqlite3.connect(path)
@@ -323,12 +312,6 @@ def test_a_database_locked_by_another_writer_gives_a_store_error(tmp_path: Path)
         assert store.lookup_accounts([1]) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: SqliteStore builds the URI f'file:{path}?mode=...' without quoting, so '#', "
-    "'?' and '%' in a file name open another file ('ledger#1.db' opens 'ledger', 'b%41.db' "
-    "opens 'bA.db')",
-)
 @pytest.mark.parametrize("name", ["ledger#1.db", "b%41.db", "what?.db"])
 def test_a_file_name_is_taken_literally(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
@@ -362,9 +345,6 @@ def test_a_bad_url_says_what_to_write(
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True, reason="defect: store_from_url(123) raises AttributeError from urlsplit"
-)
 def test_a_url_that_is_not_text_is_a_store_error() -> None:
     with pytest.raises(StoreError):
         store_from_url(123)  # type: ignore[arg-type]
@@ -443,11 +423,6 @@ def test_an_unknown_synchronous_mode_is_refused(tmp_path: Path) -> None:
     assert fingerprint(path) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: SqliteStore(new_path, synchronous='OFF') raises StoreError but leaves a new "
-    "4 KiB database file behind (the mode is checked after the file is created and set to WAL)",
-)
 def test_an_unknown_synchronous_mode_creates_no_file(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         SqliteStore(tmp_path / "ledger.db", synchronous="OFF")
