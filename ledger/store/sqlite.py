@@ -104,6 +104,9 @@ class SqliteStore(SqlStore):
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute(f"PRAGMA synchronous = {mode}")
             _migrate(self._db, self.path)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise _failure(self.path, exc) from exc
         except BaseException:
             self._db.close()
             raise
@@ -115,12 +118,18 @@ class SqliteStore(SqlStore):
             cur.execute("BEGIN IMMEDIATE")
             yield cur
             cur.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise _failure(self.path, exc) from exc
         except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         finally:
             cur.close()
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def _cursor(self) -> sqlite3.Cursor:
         if self._closed:
@@ -133,6 +142,8 @@ class SqliteStore(SqlStore):
         try:
             cur.execute("BEGIN")
             yield cur
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from exc
         finally:
             if self._db.in_transaction:
                 self._db.execute("COMMIT")
@@ -147,6 +158,22 @@ class SqliteStore(SqlStore):
     def close(self) -> None:
         self._closed = True
         self._db.close()
+
+
+def _failure(path: Path, exc: sqlite3.Error) -> StoreError:
+    """The store error for a driver error, naming the file and what to do."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return StoreUnavailableError(
+            f"{path} is locked by another writer ({text}); retry, or stop the other process"
+        )
+    if "readonly" in text or "read-only" in text:
+        return StoreUnavailableError(
+            f"{path} is read-only ({text}); open it as a user who may write the file and its folder"
+        )
+    if "malformed" in text or "not a database" in text:
+        return StoreError(f"{path} is damaged ({text}); restore it from a backup")
+    return StoreUnavailableError(f"cannot use SQLite database {path}: {text}")
 
 
 def _json_list(ids: Sequence[int]) -> str:
@@ -200,6 +227,8 @@ def _check_identity(db: sqlite3.Connection, path: Path) -> None:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     except sqlite3.DatabaseError as exc:
+        if "not a database" not in str(exc):
+            raise _failure(path, exc) from exc
         raise NotATollgateDatabaseError(
             f"{path} is not a Tollgate database ({exc}); nothing was written to it"
         ) from exc

@@ -142,11 +142,6 @@ def test_a_truncated_database_is_refused(tmp_path: Path) -> None:
     refuses(path, StoreError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a corrupted page surfaces as sqlite3.DatabaseError ('database disk image is "
-    "malformed') from apply and the reads, not as a StoreError naming the file",
-)
 def test_a_database_with_a_corrupted_page_gives_a_store_error(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     with SqliteStore(path) as store:
@@ -255,12 +250,6 @@ def test_a_new_file_in_a_read_only_folder_is_unavailable(shared_folder: Path) ->
     assert os.listdir(folder) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a read-only Tollgate file in a read-only folder is reported as "
-    "NotATollgateDatabaseError ('is not a Tollgate database (attempt to write a readonly "
-    "database)'), which is false; expected StoreUnavailableError",
-)
 def test_a_read_only_database_in_a_read_only_folder_is_unavailable(shared_folder: Path) -> None:
     folder = shared_folder / "read-only"
     folder.mkdir()
@@ -274,11 +263,6 @@ def test_a_read_only_database_in_a_read_only_folder_is_unavailable(shared_folder
     assert (outcome, str(path) in message) == (UNAVAILABLE, True), message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a read-only Tollgate file in a writable folder opens, and apply then raises "
-    "sqlite3.OperationalError ('attempt to write a readonly database') instead of a StoreError",
-)
 def test_a_read_only_database_file_is_unavailable(shared_folder: Path) -> None:
     folder = shared_folder / "writable"
     folder.mkdir()
@@ -293,11 +277,6 @@ def test_a_read_only_database_file_is_unavailable(shared_folder: Path) -> None:
     assert str(path) in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: when another connection holds the write lock past sqlite3's default 5 s "
-    "timeout, apply raises sqlite3.OperationalError ('database is locked'), not a StoreError",
-)
 def test_a_database_locked_by_another_writer_gives_a_store_error(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     with SqliteStore(path) as store:
