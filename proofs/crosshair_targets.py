@@ -49,7 +49,7 @@ from ledger.core.limits import TIMEOUT_MAX_SECONDS as TIMEOUT_MAX_SECONDS
 from ledger.core.limits import TIMESTAMP_MAX_NS as TIMESTAMP_MAX_NS
 from ledger.core.ops import CONCRETE, TotalMap
 from ledger.core.results import TRANSIENT_RESULTS, Result
-from ledger.core.types import Account, Transfer
+from ledger.core.types import Transfer
 from specs import ledger as spec
 
 DR_ID = 1
@@ -769,10 +769,7 @@ def total_map_laws(default: int, held: int, key: int, value: int) -> tuple[Total
 
 def _row(flags: int, dp: int, dpo: int, cp: int, cpo: int) -> Any:
     """An engine account row with the given totals (a fresh object; nothing shared is mutated)."""
-    row = engine._Row(Account(id=DR_ID, ledger=LEDGER, code=CODE, flags=flags), CREATED_AT)
-    row.debits_pending, row.debits_posted = dp, dpo
-    row.credits_pending, row.credits_posted = cp, cpo
-    return row
+    return engine._Row((DR_ID, LEDGER, CODE, flags, 0, dp, dpo, cp, cpo, CREATED_AT))
 
 
 def spec_moved(
