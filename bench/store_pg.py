@@ -29,30 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ledger import Account, Result, Transfer  # noqa: E402
+from workload import BATCH, transfers  # noqa: E402
+
+from ledger import Account, Result  # noqa: E402
 from tests.store.postgres_cluster import Cluster, running_cluster  # noqa: E402
 
-BATCH = 8190
 WARM_UP_SINGLES = 50
-
-
-def transfers(count: int, accounts: int, first_id: int, rng: random.Random) -> list[Transfer]:
-    out = []
-    for i in range(count):
-        debit = rng.randint(1, accounts)
-        credit = rng.randint(1, accounts - 1)
-        credit += credit >= debit
-        out.append(
-            Transfer(
-                id=first_id + i,
-                debit_account_id=debit,
-                credit_account_id=credit,
-                amount=rng.randint(1, 10_000),
-                ledger=1,
-                code=1,
-            )
-        )
-    return out
 
 
 def _open(cluster: Cluster, name: str, accounts: int) -> Any:
