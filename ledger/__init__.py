@@ -1,44 +1,6 @@
 """Tollgate: an access-and-credits engine on a formally checked double-entry ledger."""
 
-from ledger.core import (
-    AMOUNT_MAX,
-    BATCH_EVENTS_MAX,
-    ID_MAX,
-    NS_PER_SECOND,
-    Account,
-    AccountBalance,
-    AccountFlags,
-    BatchTooLargeError,
-    Expiry,
-    InvalidEventError,
-    InvalidTimeError,
-    Ledger,
-    LedgerError,
-    PendingStatus,
-    Result,
-    Transfer,
-    TransferFlags,
-    apply,
-)
+from ledger.core import *  # noqa: F403 - the package's API is the core's, re-exported
+from ledger.core import __all__ as __all__
 
-__all__ = [
-    "AMOUNT_MAX",
-    "BATCH_EVENTS_MAX",
-    "ID_MAX",
-    "NS_PER_SECOND",
-    "Account",
-    "AccountBalance",
-    "AccountFlags",
-    "BatchTooLargeError",
-    "Expiry",
-    "InvalidEventError",
-    "InvalidTimeError",
-    "Ledger",
-    "LedgerError",
-    "PendingStatus",
-    "Result",
-    "Transfer",
-    "TransferFlags",
-    "apply",
-]
 __version__ = "0.1.0"

@@ -9,10 +9,10 @@ are applied one after another in timestamp order) and how to match a list of ids
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from ledger.core.engine import Changes, Ledger
+from ledger.core.engine import Changes, Ledger, account_from_row, transfer_from_row
 from ledger.core.flags import TransferFlags
 from ledger.core.limits import ID_MAX, NS_PER_SECOND
 from ledger.core.results import Result
@@ -37,37 +37,6 @@ _PENDING = int(TransferFlags.PENDING)
 _RESOLVING = int(TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING)
 
 Cursor = Any  # a DB-API cursor of the dialect's driver
-
-
-def account_row(row: Sequence[int]) -> Account:
-    return Account(
-        id=row[0],
-        ledger=row[1],
-        code=row[2],
-        flags=row[3],
-        user_data=row[4],
-        debits_pending=row[5],
-        debits_posted=row[6],
-        credits_pending=row[7],
-        credits_posted=row[8],
-        timestamp=row[9],
-    )
-
-
-def transfer_row(row: Sequence[int]) -> Transfer:
-    return Transfer(
-        id=row[0],
-        debit_account_id=row[1],
-        credit_account_id=row[2],
-        amount=row[3],
-        pending_id=row[4],
-        timeout=row[5],
-        ledger=row[6],
-        code=row[7],
-        user_data=row[8],
-        flags=row[9],
-        timestamp=row[10],
-    )
 
 
 class SqlStore(Store):
@@ -250,12 +219,12 @@ class SqlStore(Store):
 
     def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
         with self._read_cursor() as cur:
-            found = {r[0]: account_row(r) for r in self._account_rows(cur, _storable(ids))}
+            found = {r[0]: account_from_row(r) for r in self._account_rows(cur, _storable(ids))}
         return [found[i] for i in ids if i in found]
 
     def lookup_transfers(self, ids: Sequence[int]) -> list[Transfer]:
         with self._read_cursor() as cur:
-            found = {r[0]: transfer_row(r) for r in self._transfer_rows(cur, _storable(ids))}
+            found = {r[0]: transfer_from_row(r) for r in self._transfer_rows(cur, _storable(ids))}
         return [found[i] for i in ids if i in found]
 
     def pending_status(self, transfer_id: int) -> PendingStatus:
@@ -302,10 +271,10 @@ class SqlStore(Store):
     def _journal_rows(self, cur: Cursor) -> list[tuple[Account | Transfer | Expiry, bytes]]:
         cur.execute(f"SELECT {ACCOUNT_COLUMNS}, hash FROM accounts")
         rows: list[tuple[Account | Transfer | Expiry, bytes]] = [
-            (account_row(r), bytes(r[10])) for r in cur.fetchall()
+            (account_from_row(r), bytes(r[10])) for r in cur.fetchall()
         ]
         cur.execute(f"SELECT {TRANSFER_COLUMNS}, hash FROM transfers")
-        rows += [(transfer_row(r), bytes(r[11])) for r in cur.fetchall()]
+        rows += [(transfer_from_row(r), bytes(r[11])) for r in cur.fetchall()]
         cur.execute("SELECT pending_id, amount, timestamp, hash FROM expiries")
         rows += [
             (Expiry(pending_id=r[0], amount=r[1], timestamp=r[2]), bytes(r[3]))
@@ -360,8 +329,3 @@ def _chain(
 def _storable(ids: Sequence[int]) -> list[int]:
     """The ids that could be stored at all (1..ID_MAX); any other id is simply not found."""
     return [i for i in ids if type(i) is int and 0 < i <= ID_MAX]
-
-
-def chunks(ids: Sequence[int], size: int) -> Iterable[Sequence[int]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
