@@ -704,6 +704,19 @@ class Ledger:
     def pending_status(self, transfer_id: int) -> PendingStatus:
         return PendingStatus(self._status.get(transfer_id, 0))
 
+    def pending_status_at(self, transfer_id: int, now: int) -> PendingStatus:
+        """The status a batch at `now` would find: a pending transfer due by then has expired."""
+        status = self.pending_status(transfer_id)
+        due = self._expires_at.get(transfer_id, 0)
+        if status is PendingStatus.PENDING and due and due <= max(now, self.timestamp + 1):
+            return PendingStatus.EXPIRED
+        return status
+
+    def forget_failures(self, ids: Iterable[int]) -> None:
+        """Drop the transient-failure memo of `ids`: what a store does when it rolls back a
+        batch in which nothing was accepted (a durable store simply never commits the memo)."""
+        self._failed.difference_update(ids)
+
     def failed_ids(self) -> frozenset[int]:
         """Ids whose transfer failed with a transient result; they can never be created."""
         return frozenset(self._failed)

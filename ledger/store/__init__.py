@@ -6,10 +6,12 @@ from urllib.parse import urlsplit
 
 from ledger.store.base import (
     NotATollgateDatabaseError,
+    Rollback,
     SchemaTooNewError,
     Store,
     StoreError,
     StoreUnavailableError,
+    TxView,
 )
 from ledger.store.chain import ChainReport
 from ledger.store.memory import MemoryStore
@@ -19,11 +21,13 @@ __all__ = [
     "ChainReport",
     "MemoryStore",
     "NotATollgateDatabaseError",
+    "Rollback",
     "SchemaTooNewError",
     "SqliteStore",
     "Store",
     "StoreError",
     "StoreUnavailableError",
+    "TxView",
     "store_from_url",
 ]
 

@@ -8,8 +8,9 @@ in one transaction. So every store gives the core's results, event for event.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
+from typing import Any, Protocol, TypeVar
 
 from ledger.core.errors import LedgerError
 from ledger.core.results import Result
@@ -33,13 +34,54 @@ class StoreUnavailableError(StoreError):
     """The database cannot be reached or opened (path, permissions, server, URL)."""
 
 
+class Rollback(Exception):
+    """Raised by an `apply(..., then=...)` callback to roll the whole transaction back: neither
+    the batch nor anything the callback wrote is kept. `apply` returns the batch's results."""
+
+
+Then = Callable[[list[Result], Any], None]
+"""Runs inside `apply`'s transaction with the batch's results and the transaction's cursor (None
+for the memory store); what it writes commits or rolls back with the batch."""
+
+T = TypeVar("T")
+
+
+class TxView(Protocol):
+    """What `Store.transact`'s build function may read: the state inside the transaction,
+    after every batch before it and before its own (writers are serialised)."""
+
+    cursor: Any  # the transaction's DB-API cursor (None for the memory store)
+
+    def accounts(self, ids: Sequence[int]) -> list[Account]: ...
+
+    def pending_status(self, transfer_id: int) -> PendingStatus:
+        """As the batch will find it: a pending transfer due by the batch's time has expired."""
+        ...
+
+
+Build = Callable[[TxView], tuple[Sequence[Account | Transfer], Then | None]]
+
+
 class Store(ABC):
     """Durable ledger state. Every method is safe to call from one thread at a time."""
 
     @abstractmethod
-    def apply(self, events: Sequence[Account | Transfer], now: int) -> list[Result]:
+    def apply(
+        self, events: Sequence[Account | Transfer], now: int, *, then: Then | None = None
+    ) -> list[Result]:
         """Apply one batch in one transaction; one result per event. Malformed input raises a
-        `LedgerError` and writes nothing."""
+        `LedgerError` and writes nothing. `then` runs in the same transaction (see `Then`); it
+        may raise `Rollback`. On PostgreSQL a transaction the server rolled back is run again
+        whole, so `then` must only write, never act outside the database."""
+
+    @abstractmethod
+    def transact(self, now: int, build: Build) -> list[Result]:
+        """One write transaction at `now`: `build(view)` reads the current state and returns
+        the batch and its `then`; both commit together. `build` may raise `Rollback`."""
+
+    @abstractmethod
+    def read(self, fn: Callable[[Any], T]) -> T:
+        """`fn(cursor)` in one consistent read transaction (cursor None for the memory store)."""
 
     @abstractmethod
     def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:

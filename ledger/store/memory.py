@@ -3,13 +3,14 @@ tests, proofs and simulation, and the twin every durable store is checked agains
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from ledger.core.engine import Ledger
 from ledger.core.results import Result
 from ledger.core.types import Account, AccountBalance, Expiry, PendingStatus, Transfer
 from ledger.store import chain
-from ledger.store.base import Store, StoreError
+from ledger.store.base import Build, Rollback, Store, StoreError, T, Then
 from ledger.store.chain import GENESIS, ChainReport
 
 
@@ -22,10 +23,27 @@ class MemoryStore(Store):
         self._head = GENESIS
         self._closed = False
 
-    def apply(self, events: Sequence[Account | Transfer], now: int) -> list[Result]:
+    def apply(
+        self, events: Sequence[Account | Transfer], now: int, *, then: Then | None = None
+    ) -> list[Result]:
+        return self.transact(now, lambda view: (events, then))
+
+    def transact(self, now: int, build: Build) -> list[Result]:
         self._check_open()
+        try:
+            events, then = build(_View(self._ledger, now))
+        except Rollback:
+            return []
         results = self._ledger.apply(events, now)
         changes = self._ledger.take_changes()
+        if then is not None:
+            try:
+                then(results, None)
+            except Rollback:
+                # Only a batch that changed nothing but failure memos can be undone here.
+                if any(r is Result.OK for r in results):
+                    raise StoreError("the memory store cannot roll back accepted events") from None
+                self._ledger.forget_failures(changes.failed)
         created = [a for a in changes.accounts if a.timestamp not in self._hashes]
         entries: list[Account | Transfer | Expiry] = [*created, *changes.transfers]
         entries += changes.expiries
@@ -33,6 +51,10 @@ class MemoryStore(Store):
             self._head = chain.link(self._head, entry)
             self._hashes[entry.timestamp] = self._head
         return results
+
+    def read(self, fn: Callable[[Any], T]) -> T:
+        self._check_open()
+        return fn(None)
 
     def lookup_accounts(self, ids: Sequence[int]) -> list[Account]:
         self._check_open()
@@ -71,3 +93,18 @@ class MemoryStore(Store):
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("this store is closed; open a new one")
+
+
+class _View:
+    cursor = None
+
+    def __init__(self, ledger: Ledger, now: int) -> None:
+        self._ledger = ledger
+        self._now = now
+
+    def accounts(self, ids: Sequence[int]) -> list[Account]:
+        found = (self._ledger.lookup_account(i) for i in ids)
+        return [a for a in found if a is not None]
+
+    def pending_status(self, transfer_id: int) -> PendingStatus:
+        return self._ledger.pending_status_at(transfer_id, self._now)

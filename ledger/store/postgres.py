@@ -39,6 +39,7 @@ from ledger.store.base import (
     SchemaTooNewError,
     StoreError,
     StoreUnavailableError,
+    Then,
 )
 from ledger.store.chain import GENESIS
 from ledger.store.sql import (
@@ -215,10 +216,12 @@ class PostgresStore(SqlStore):
 
     # --- the batch, retried whole when the server rolled it back -------------------------------
 
-    def apply(self, events: Sequence[Account | Transfer], now: int) -> list[Result]:
+    def apply(
+        self, events: Sequence[Account | Transfer], now: int, *, then: Then | None = None
+    ) -> list[Result]:
         for attempt in range(1, self.retries + 1):
             try:
-                return super().apply(events, now)
+                return super().apply(events, now, then=then)
             except _RETRYABLE as exc:
                 if attempt == self.retries:
                     raise StoreUnavailableError(

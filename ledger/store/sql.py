@@ -9,7 +9,7 @@ are applied one after another in timestamp order) and how to match a list of ids
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ledger.core.engine import Changes, Ledger, account_from_row, transfer_from_row
@@ -19,7 +19,7 @@ from ledger.core.results import Result
 from ledger.core.types import Account, AccountBalance, Expiry, PendingStatus, Transfer
 from ledger.core.validate import check_batch
 from ledger.store import chain
-from ledger.store.base import Store
+from ledger.store.base import Build, Rollback, Store, T, Then
 from ledger.store.chain import ChainReport
 
 SCHEMA_VERSION = 1
@@ -61,16 +61,33 @@ class SqlStore(Store):
 
     # --- applying a batch ---------------------------------------------------------------------
 
-    def apply(self, events: Sequence[Account | Transfer], now: int) -> list[Result]:
+    def apply(
+        self, events: Sequence[Account | Transfer], now: int, *, then: Then | None = None
+    ) -> list[Result]:
         check_batch(events, now)  # refuse malformed input before touching the database
-        with self._write_transaction() as cur:
-            timestamp, head = self._clock(cur)
-            loaded = self._load(cur, events, max(now, timestamp + 1), timestamp)
-            results = loaded.ledger.apply_checked(events, now)
-            changes = loaded.ledger.take_changes()
-            if changes.timestamp != timestamp:
-                self._persist(cur, changes, loaded.account_ids, head)
+        return self.transact(now, lambda view: (events, then))
+
+    def transact(self, now: int, build: Build) -> list[Result]:
+        results: list[Result] = []
+        try:
+            with self._write_transaction() as cur:
+                timestamp, head = self._clock(cur)
+                events, then = build(_View(self, cur, max(now, timestamp + 1)))
+                check_batch(events, now)
+                loaded = self._load(cur, events, max(now, timestamp + 1), timestamp)
+                results = loaded.ledger.apply_checked(events, now)
+                changes = loaded.ledger.take_changes()
+                if changes.timestamp != timestamp:
+                    self._persist(cur, changes, loaded.account_ids, head)
+                if then is not None:
+                    then(results, cur)
+        except Rollback:
+            pass  # the transaction context rolled everything back
         return results
+
+    def read(self, fn: Callable[[Any], T]) -> T:
+        with self._read_cursor() as cur:
+            return fn(cur)
 
     def _clock(self, cur: Cursor) -> tuple[int, bytes]:
         cur.execute("SELECT timestamp, head FROM clock WHERE id = 1")
@@ -296,6 +313,33 @@ class _Loaded:
     def __init__(self, ledger: Ledger, account_ids: frozenset[int]) -> None:
         self.ledger = ledger
         self.account_ids = account_ids
+
+
+class _View:
+    """The state inside a write transaction, for `transact`'s build function."""
+
+    def __init__(self, store: SqlStore, cur: Cursor, now: int) -> None:
+        self._store = store
+        self.cursor = cur
+        self._now = now
+
+    def accounts(self, ids: Sequence[int]) -> list[Account]:
+        rows = self._store._account_rows(self.cursor, _storable(ids))
+        found = {r[0]: account_from_row(r) for r in rows}
+        return [found[i] for i in ids if i in found]
+
+    def pending_status(self, transfer_id: int) -> PendingStatus:
+        p = self._store.placeholder
+        self.cursor.execute(
+            f"SELECT status, expires_at FROM transfers WHERE id = {p}", (transfer_id,)
+        )
+        row = self.cursor.fetchone()
+        if row is None:
+            return PendingStatus.NONE
+        status, expires_at = PendingStatus(row[0]), row[1]
+        if status is PendingStatus.PENDING and expires_at is not None and expires_at <= self._now:
+            return PendingStatus.EXPIRED
+        return status
 
 
 def _transfer_values(t: Sequence[int], digest: bytes) -> tuple[Any, ...]:
