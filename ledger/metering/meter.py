@@ -1,0 +1,820 @@
+"""The access engine's shell: `Meter.decide` and `Meter.complete` over a ledger store and a
+window store. It reads state, calls the pure waterfall, and writes what it decided: window
+entries (one atomic take) and reservations (one linked chain of pending transfers), so a decision
+is all or nothing. Retries are safe: every id is derived from the customer and the key.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from ledger.core.flags import TransferFlags
+from ledger.core.limits import AMOUNT_MAX, ID_MAX, TIMEOUT_MAX_SECONDS
+from ledger.core.results import Result
+from ledger.core.types import Account, Transfer
+from ledger.metering import accounts as acc
+from ledger.metering import settlement
+from ledger.metering.accounts import Code, TransferCode
+from ledger.metering.allocate import allocate_units
+from ledger.metering.decision import Completion, Consulted, Decision, Part, Reason, Unblock
+from ledger.metering.errors import (
+    IdempotencyConflictError,
+    InvalidRequestError,
+    MeteringError,
+    UnknownCustomerError,
+)
+from ledger.metering.ids import derive_id
+from ledger.metering.plans import (
+    AllowanceLayer,
+    FeaturePlan,
+    Plan,
+    PriceBook,
+    WindowsLayer,
+)
+from ledger.metering.registry import (
+    CustomerRecord,
+    GrantRecord,
+    MemoryRegistry,
+    OrgRecord,
+    customer_from_json,
+    grant_from_json,
+    org_from_json,
+    record_json,
+)
+from ledger.metering.tables import Cursor, MemoryTables, tables_for
+from ledger.metering.terms import Terms, compile_terms, locked_terms
+from ledger.metering.waterfall import (
+    AllowanceView,
+    MoneyView,
+    WindowView,
+    credits_to_buy,
+    money_kind,
+    refusal_reasons,
+    retry_after,
+)
+from ledger.metering.windows import MemoryWindows, WindowStore, WindowTake
+from ledger.store.base import Rollback, Store, Then, TxView
+
+UNITS_MAX = 10**12
+KEY_MAX = 128
+_ATTEMPTS = 5
+_HOLD = int(TransferFlags.PENDING)
+_LINKED = int(TransferFlags.LINKED)
+_SETTLED = (Result.OK, Result.EXISTS)
+
+
+class ConcurrentChangeError(MeteringError):
+    """Balances kept changing under the decision; nothing was consumed. Retry the request."""
+
+
+def check_count(field: str, value: object, minimum: int, maximum: int) -> int:
+    if type(value) is not int:
+        raise InvalidRequestError(field, f"must be an integer, not {type(value).__name__}")
+    if not minimum <= value <= maximum:
+        raise InvalidRequestError(field, f"must be between {minimum} and {maximum}, not {value}")
+    return value
+
+
+def check_name(field: str, value: object) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= KEY_MAX:
+        raise InvalidRequestError(field, f"must be a string of 1 to {KEY_MAX} characters")
+    if "|" in value or not value.isprintable():
+        raise InvalidRequestError(field, "must be printable and must not contain '|'")
+    return value
+
+
+class _Request(NamedTuple):
+    customer: CustomerRecord
+    feature: str
+    units: int
+    key: str
+    now: int
+    terms: Terms
+    timeout: int
+    decision_id: int
+    timeout_override: int | None = None
+
+    @property
+    def plan(self) -> Plan:
+        return self.terms.plan
+
+    @property
+    def fp(self) -> FeaturePlan:
+        return self.terms.fp
+
+    @property
+    def price(self) -> int:
+        return self.terms.price
+
+
+class Meter:
+    """Decisions and completions for the customers of one deployment.
+
+    `store` holds the money (any `Store`); `windows` the rate windows and allowances
+    (`MemoryWindows` by default, `RedisWindows` to share them between processes).
+    """
+
+    def __init__(self, store: Store, windows: WindowStore | None = None) -> None:
+        self.store = store
+        self.windows: WindowStore = windows if windows is not None else MemoryWindows()
+        self.tables = tables_for(store)
+        self._shared = not isinstance(self.tables, MemoryTables)
+        self.registry = MemoryRegistry()
+        self._terms_cache: dict[tuple[str, str], Terms] = {}
+        self._lock = threading.RLock()
+        self._apply(acc.platform_accounts(), 0, lambda cur: self.tables.setup(cur))
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the registry (plans, prices, customers, organisations, grants) from the tables:
+        what another process sharing the database has added becomes known here."""
+        kinds = ("plan", "book", "customer", "org", "grant")
+        rows = self.tables.read(
+            self.store, lambda cur: {k: self.tables.records(cur, k) for k in kinds}
+        )
+        with self._lock:
+            for _, body in rows["plan"]:
+                self.registry.add_plan(Plan.model_validate_json(body))
+            for _, body in rows["book"]:
+                self.registry.add_book(PriceBook.model_validate_json(body))
+            for _, body in rows["customer"]:
+                known = customer_from_json(body)
+                seen = self.registry.customers.get(known.customer)
+                known.last_seen = max(known.last_seen, seen.last_seen if seen else 0)
+                self.registry.customers[known.customer] = known
+            for _, body in rows["org"]:
+                org = org_from_json(body)
+                self.registry.orgs[org.org] = org
+            grants = [grant_from_json(body) for _, body in rows["grant"]]
+            self.registry.grants = {}
+            for g in sorted(grants, key=lambda g: (g.created, g.grant)):
+                self.registry.add_grant(g)
+            self._terms_cache.clear()
+
+    def _record(self, kind: str, key: str, body: str) -> Callable[[Cursor], None]:
+        return lambda cur: self.tables.put_record(cur, kind, key, body)
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def publish_plan(self, plan: Plan) -> None:
+        """Publish a plan version (replacing one with the same name and version)."""
+        with self._lock:
+            key = f"{plan.plan}:{plan.version}"
+            self.tables.write(self.store, 0, self._record("plan", key, plan.model_dump_json()))
+            self.registry.add_plan(plan)
+            self._terms_cache.clear()
+
+    def publish_prices(self, book: PriceBook) -> None:
+        """Publish a price book version (replacing one with the same version)."""
+        with self._lock:
+            body = book.model_dump_json()
+            self.tables.write(self.store, 0, self._record("book", str(book.version), body))
+            self.registry.add_book(book)
+            self._terms_cache.clear()
+
+    def add_org(self, org: str, now: int, *, overage_cap: int = 0) -> None:
+        """Register an organisation with its pool (and overage room up to `overage_cap`)."""
+        check_name("org", org)
+        check_count("overage_cap", overage_cap, 0, AMOUNT_MAX)
+        with self._lock:
+            number = derive_id("org", org)
+            events: list[Account | Transfer] = [
+                acc.funds_account(acc.pool_account(org), Code.POOL, number),
+                acc.funds_account(acc.overage_account(org), Code.OVERAGE, number),
+            ]
+            if overage_cap:
+                events.append(
+                    self._move(
+                        "overage_cap",
+                        org,
+                        Code.OVERAGE_FACILITY,
+                        acc.overage_account(org),
+                        overage_cap,
+                        TransferCode.OVERAGE_CAP,
+                    )
+                )
+            record = OrgRecord(org, overage_cap)
+            self._apply(events, now, self._record("org", org, record_json(record)))
+            self.registry.orgs[org] = record
+
+    def add_customer(self, customer: str, plan: str, now: int, *, org: str | None = None) -> None:
+        """Register a customer on a published plan (and optionally an organisation)."""
+        check_name("customer", customer)
+        with self._lock:
+            if plan not in self.registry.plans:
+                raise InvalidRequestError("plan", f"no plan named {plan!r} has been published")
+            if org is not None and org not in self.registry.orgs:
+                raise InvalidRequestError("org", f"no organisation named {org!r}; add it first")
+            account = acc.funds_account(
+                acc.customer_account(customer), Code.CREDITS, derive_id("customer", customer)
+            )
+            known = self.registry.customers.get(customer)
+            record = CustomerRecord(customer, plan, org, known.last_seen if known else 0)
+            self._apply([account], now, self._record("customer", customer, record_json(record)))
+            self.registry.customers[customer] = record
+
+    def purchase(self, customer: str, amount: int, purchase_id: str, now: int) -> None:
+        """Credit purchased micro-credits; the same `purchase_id` credits once."""
+        self._customer(customer)
+        target = acc.customer_account(customer)
+        self._sell("purchase", customer, purchase_id, target, amount, TransferCode.PURCHASE, now)
+
+    def top_up_pool(self, org: str, amount: int, top_up_id: str, now: int) -> None:
+        """Credit an organisation's pool; the same `top_up_id` credits once."""
+        if org not in self.registry.orgs:
+            raise InvalidRequestError("org", f"no organisation named {org!r}")
+        target = acc.pool_account(org)
+        self._sell("top_up", org, top_up_id, target, amount, TransferCode.POOL_TOP_UP, now)
+
+    def _sell(
+        self,
+        kind: str,
+        owner: str,
+        sale_id: str,
+        target: int,
+        amount: int,
+        code: TransferCode,
+        now: int,
+    ) -> None:
+        check_count("amount", amount, 1, AMOUNT_MAX)
+        check_name(f"{kind}_id", sale_id)
+        move = self._move(kind, f"{owner}|{sale_id}", Code.SALES, target, amount, code)
+        with self._lock:
+            self._apply([move], now)
+
+    def grant(
+        self,
+        customer: str,
+        grant: str,
+        amount: int,
+        expires_at: int,
+        now: int,
+        *,
+        priority: int = 0,
+        features: Sequence[str] | None = None,
+    ) -> GrantRecord:
+        """A promotional grant of `amount` micro-credits serving decisions before `expires_at`."""
+        self._customer(customer)
+        check_name("grant", grant)
+        check_count("amount", amount, 1, AMOUNT_MAX)
+        check_count("expires_at", expires_at, now + 1, AMOUNT_MAX)
+        check_count("priority", priority, 0, 2**31)
+        with self._lock:
+            known = [g for g in self.registry.grants.get(customer, []) if g.grant == grant]
+            if known:
+                return known[0]
+            account_id = acc.grant_account(customer, grant)
+            owner = derive_id("customer", customer)
+            record = GrantRecord(
+                customer,
+                grant,
+                account_id,
+                amount,
+                priority,
+                expires_at,
+                now,
+                tuple(features) if features is not None else None,
+            )
+            self._apply(
+                [
+                    acc.funds_account(account_id, Code.GRANT, owner),
+                    self._move(
+                        "grant",
+                        f"{customer}|{grant}",
+                        Code.PROMOTIONS,
+                        account_id,
+                        amount,
+                        TransferCode.GRANT,
+                    ),
+                ],
+                now,
+                self._record("grant", f"{customer}|{grant}", record_json(record)),
+            )
+            self.registry.add_grant(record)
+            return record
+
+    def balances(self, customer: str) -> dict[str, int]:
+        """Available micro-credits per money source of a customer: "credits", "grant:<id>" (live
+        grants), and "pool"/"overage" for an organisation member."""
+        record = self._customer(customer)
+        slots = [("credits", acc.customer_account(customer))]
+        slots += [
+            (f"grant:{g.grant}", g.account_id) for g in self.registry.grants.get(customer, [])
+        ]
+        if record.org is not None:
+            slots += [("pool", acc.pool_account(record.org))]
+            slots += [("overage", acc.overage_account(record.org))]
+        found = {a.id: a.available for a in self.store.lookup_accounts([i for _, i in slots])}
+        return {name: found.get(account_id, 0) for name, account_id in slots}
+
+    # -- decide -------------------------------------------------------------------------------
+
+    def decide(
+        self,
+        customer: str,
+        feature: str,
+        units: int,
+        key: str,
+        now: int,
+        *,
+        timeout: int | None = None,
+    ) -> Decision:
+        """One definitive decision; the same key returns the same decision and consumes once."""
+        check_count("units", units, 1, UNITS_MAX)
+        check_name("idempotency_key", key)
+        check_count("now", now, 0, AMOUNT_MAX)
+        if timeout is not None:
+            check_count("timeout", timeout, 1, TIMEOUT_MAX_SECONDS)
+        with self._lock:
+            record = self._customer(customer)
+            earlier = self._earlier(customer, key)
+            if earlier is not None:
+                return _replay(earlier, feature, units, timeout)
+            at = now if now > record.last_seen else record.last_seen
+            terms = self._terms(record.plan, feature, at)
+            if units * terms.price > AMOUNT_MAX:
+                raise InvalidRequestError("units", f"{units} units at {terms.price} overflow")
+            request = _Request(
+                record,
+                feature,
+                units,
+                key,
+                at,
+                terms,
+                timeout if timeout is not None else terms.fp.reservation_timeout,
+                derive_id("decision", customer, key),
+                timeout,
+            )
+            decision = self._windows_only(request) or self._decide(request)
+            if not any(p.transfer_id for p in decision.parts):
+                # No holds, so nothing was written with it: record it now.
+                self.tables.write(
+                    self.store, at, lambda cur: self.tables.put_decision(cur, decision)
+                )
+            record.last_seen = at
+            self.registry.put_decision(decision)
+            return decision
+
+    def _earlier(self, customer: str, key: str) -> Decision | None:
+        """A decision made with this key before, here or (sharing the database) elsewhere."""
+        found = self.registry.decisions.get((customer, key))
+        if found is None and self._shared:
+            found = self.tables.read(
+                self.store, lambda cur: self.tables.decision_by_key(cur, customer, key)
+            )
+        return found
+
+    def decision(self, decision_id: int) -> Decision | None:
+        """The decision with this id, if one was made."""
+        found = self.registry.decisions_by_id.get(decision_id)
+        if found is None and self._shared:
+            found = self.tables.read(
+                self.store, lambda cur: self.tables.decision_by_id(cur, decision_id)
+            )
+        return found
+
+    def _terms(self, plan: str, feature: str, now: int) -> Terms:
+        terms = self._terms_cache.get((plan, feature))
+        if terms is None or not terms.valid_from <= now < terms.valid_until:
+            terms = compile_terms(self.registry, plan, feature, now)
+            self._terms_cache[(plan, feature)] = terms
+        return terms
+
+    def _windows_only(self, r: _Request) -> Decision | None:
+        """The common case in one window-store call: the windows, first, cover the request.
+        The general path would reach the same decision (greedy order); this skips its reads."""
+        if not r.terms.windows_first:
+            return None
+        c, units = r.customer.customer, r.units
+        takes = [
+            WindowTake(f"{c}|{w.scope}|{w.name}", w.length_ns, w.limit, units * w.weight)
+            for w in r.terms.windows
+        ]
+        taken, used = self.windows.take(str(r.decision_id), takes, r.now)
+        if not taken:
+            return None
+        room = min((w.limit - u) // w.weight for w, u in zip(r.terms.windows, used, strict=True))
+        return self._decision(
+            r, True, (Part("windows", units),), (Consulted("windows", room, units),)
+        )
+
+    def _decide(self, r: _Request) -> Decision:
+        self.store.apply([], r.now)  # holds whose timeout has passed release their money first
+        for _ in range(_ATTEMPTS):
+            windows, allowance, money = self.views(r)
+            names, rooms = _rooms(r.fp, windows, allowance, money)
+            allowed, parts = allocate_units(r.units, rooms)
+            consulted = tuple(
+                Consulted(n, room, p) for n, room, p in zip(names, rooms, parts, strict=True)
+            )
+            if not allowed:
+                return self._refusal(r, windows, allowance, money, rooms, consulted)
+            decision = self._reserve(r, names, parts, windows, allowance, money, consulted)
+            if decision is not None:
+                return decision
+        raise ConcurrentChangeError(
+            f"balances of {r.customer.customer!r} changed during {_ATTEMPTS} attempts; retry"
+        )
+
+    def views(
+        self, r: _Request, available: Callable[[list[int]], dict[int, int]] | None = None
+    ) -> tuple[list[WindowView], AllowanceView | None, list[MoneyView]]:
+        """What each layer has for `r` (money read through `available`, default the store)."""
+        windows: list[WindowView] = []
+        allowance: AllowanceView | None = None
+        money: list[MoneyView] = []
+        for layer in r.fp.layers:
+            if isinstance(layer, WindowsLayer):
+                windows = self._window_views(r)
+            elif isinstance(layer, AllowanceLayer):
+                allowance = self._allowance_view(r, layer)
+            else:
+                money += self._money_slots(r, layer.kind)
+        read = available or self._available
+        found = read([m.account_id for m in money])
+        money = [
+            MoneyView(m.layer, m.account_id, found[m.account_id], r.price, m.expires_at)
+            for m in money
+            if m.account_id in found
+        ]
+        return windows, allowance, money
+
+    def _available(self, ids: list[int]) -> dict[int, int]:
+        return {a.id: a.available for a in self.store.lookup_accounts(ids)}
+
+    def _window_views(self, r: _Request) -> list[WindowView]:
+        c = r.customer.customer
+        keys = [(f"{c}|{w.scope}|{w.name}", w.length_ns) for w in r.terms.windows]
+        used = self.windows.used(keys, r.now)
+        return [
+            WindowView(w.name, key, w.length_ns, w.limit, w.weight, u)
+            for w, (key, _), u in zip(r.terms.windows, keys, used, strict=True)
+        ]
+
+    def _allowance_view(self, r: _Request, layer: AllowanceLayer) -> AllowanceView:
+        from ledger.metering.calendar import period_bounds
+
+        start, end = period_bounds(r.now, layer.period)
+        key = f"{r.customer.customer}|{r.feature}|allowance|{start}"
+        [used] = self.windows.used([(key, end - start)], r.now)
+        return AllowanceView(key, layer.amount, used, start, end)
+
+    def _money_slots(self, r: _Request, kind: str) -> list[MoneyView]:
+        c = r.customer.customer
+        if kind == "grants":
+            return [
+                MoneyView(f"grant:{g.grant}", g.account_id, 0, r.price, g.expires_at)
+                for g in self.registry.grants_for(c, r.feature, r.now)
+            ]
+        if kind == "credits":
+            return [MoneyView("credits", acc.customer_account(c), 0, r.price)]
+        org = r.customer.org
+        if org is None:
+            return []
+        slots = [MoneyView("pool", acc.pool_account(org), 0, r.price)]
+        if self.registry.orgs[org].overage_cap:
+            slots.append(MoneyView("overage", acc.overage_account(org), 0, r.price))
+        return slots
+
+    def _reserve(
+        self,
+        r: _Request,
+        names: list[str],
+        parts: list[int],
+        windows: list[WindowView],
+        allowance: AllowanceView | None,
+        money: list[MoneyView],
+        consulted: tuple[Consulted, ...],
+    ) -> Decision | None:
+        """Take the windows, then hold the money; None (nothing kept) if either raced."""
+        token = str(r.decision_id)
+        by_name = dict(zip(names, parts, strict=True))
+        takes = _takes(windows, by_name.get("windows", 0), allowance, by_name.get("allowance", 0))
+        if takes and not self.windows.take(token, takes, r.now)[0]:
+            return None
+        holds = [
+            Part(
+                m.layer,
+                by_name[m.layer],
+                by_name[m.layer] * r.price,
+                derive_id("hold", r.decision_id, m.layer),
+                m.account_id,
+            )
+            for m in money
+            if by_name[m.layer]
+        ]
+        held = {p.layer: p for p in holds}
+        chosen = [held.get(n, Part(n, by_name[n])) for n in names if by_name[n]]
+        decision = self._decision(r, True, tuple(chosen), consulted)
+        if holds and not self._place_holds(r, holds, decision):
+            for t in takes:
+                self.windows.release(token, t.key, t.units)
+            return None
+        return decision
+
+    def _place_holds(self, r: _Request, holds: list[Part], decision: Decision) -> bool:
+        """Place the holds and record the decision in one transaction, if the funds still
+        cover them there (another process may have spent them since they were read)."""
+        placed: list[bool] = []
+
+        def build(view: TxView) -> tuple[list[Transfer], Then]:
+            found = {a.id: a.available for a in view.accounts([p.account_id for p in holds])}
+            if any(found.get(p.account_id, 0) < p.amount for p in holds):
+                raise Rollback
+            events = [_hold(p, r, last=i == len(holds) - 1) for i, p in enumerate(holds)]
+            return events, then
+
+        def then(results: list[Result], cur: Cursor) -> None:
+            if any(res not in _SETTLED for res in results):
+                raise Rollback
+            self.tables.put_decision(cur, decision)
+            placed.append(True)
+
+        self.store.transact(r.now, build)
+        return bool(placed)
+
+    def _refusal(
+        self,
+        r: _Request,
+        windows: list[WindowView],
+        allowance: AllowanceView | None,
+        money: list[MoneyView],
+        rooms: list[int],
+        consulted: tuple[Consulted, ...],
+    ) -> Decision:
+        kinds = [layer.kind for layer in r.fp.layers if layer.kind in ("grants", "credits", "pool")]
+        reasons = refusal_reasons(r.units, windows, allowance, money, kinds)
+        with_entries = [(w, self.windows.entries(w.key, w.length_ns, r.now)) for w in windows]
+        wait = retry_after(r.now, r.units, with_entries, allowance, money)
+        credits = next((m for m in money if m.layer == "credits"), None)
+        buy = credits_to_buy(r.units, rooms, credits) if "credits" in kinds else None
+        return self._decision(r, False, (), consulted, tuple(reasons), wait, (buy,) if buy else ())
+
+    def _decision(
+        self,
+        r: _Request,
+        allowed: bool,
+        parts: tuple[Part, ...],
+        consulted: tuple[Consulted, ...],
+        reasons: tuple[Reason, ...] = (),
+        wait: int | None = None,
+        unblock: tuple[Unblock, ...] = (),
+    ) -> Decision:
+        return Decision(
+            decision_id=r.decision_id,
+            customer=r.customer.customer,
+            feature=r.feature,
+            key=r.key,
+            units=r.units,
+            allowed=allowed,
+            now=r.now,
+            plan=r.plan.plan,
+            plan_version=r.plan.version,
+            price_version=r.terms.price_version,
+            price=r.price,
+            timeout=r.timeout,
+            parts=parts,
+            consulted=consulted,
+            reasons=reasons,
+            retry_after=wait,
+            unblock=unblock,
+            timeout_override=r.timeout_override,
+        )
+
+    # -- usage and completion ----------------------------------------------------------------
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def complete(self, decision_id: int, actual_units: int, now: int) -> Completion:
+        """Settle an allowed decision with the units actually used (0 releases everything).
+
+        Posts each hold up to what is kept and voids the rest; an excess (or what an expired
+        hold can no longer post) goes through the waterfall at `now`, and what no layer covers
+        is written off. Completing again with the same actual returns the same completion; a
+        different actual raises `CompletionConflictError`. It is recorded as a usage event
+        (key `complete-<decision_id>`), so usage, monetization and transfers reconcile."""
+        check_count("decision_id", decision_id, 1, ID_MAX - 1)
+        check_count("actual_units", actual_units, 0, UNITS_MAX)
+        check_count("now", now, 0, AMOUNT_MAX)
+        decision = self.decision(decision_id)
+        if decision is not None and actual_units * decision.price > AMOUNT_MAX:
+            raise InvalidRequestError("actual_units", "overflows the ledger at this price")
+        return settlement.complete(self, decision_id, actual_units, now)
+
+    def report_usage(
+        self,
+        customer: str,
+        feature: str,
+        units: int,
+        key: str,
+        decision_id: int,
+        occurred_at: int,
+        now: int,
+    ) -> settlement.Report:
+        """Record what a decision actually used, durably with its outbox entry; a settlement
+        worker (`settle_pending`) turns it into money. The same key and body is a no-op; the
+        same key with a different body is rejected, and every rejection is recorded."""
+        return settlement.report_usage(
+            self, customer, feature, units, key, decision_id, occurred_at, now
+        )
+
+    def settle_pending(self, worker: str, now: int, *, limit: int = 1000) -> int:
+        """Claim and settle up to `limit` reported usage events; returns how many."""
+        return settlement.settle_pending(self, worker, now, limit=limit)
+
+    def completion(self, decision_id: int) -> Completion | None:
+        found = self.registry.completions.get(decision_id)
+        if found is None:
+            found = self.tables.read(
+                self.store, lambda cur: self.tables.completion(cur, decision_id)
+            )
+        return found
+
+    def backlog(self) -> tuple[int, int | None]:
+        """(unsettled usage events, the oldest one's occurred_at)."""
+        result: tuple[int, int | None] = self.tables.read(self.store, self.tables.backlog)
+        return result
+
+    def take_excess(
+        self,
+        r: _Request,
+        windows: list[WindowView],
+        allowance: AllowanceView | None,
+        parts: dict[str, int],
+    ) -> bool:
+        """Take the excess's window and allowance units (once per decision)."""
+        takes = _takes(windows, parts.get("windows", 0), allowance, parts.get("allowance", 0))
+        return not takes or self.windows.take(f"{r.decision_id}:excess", takes, r.now)[0]
+
+    def rooms(
+        self,
+        r: _Request,
+        windows: list[WindowView],
+        allowance: AllowanceView | None,
+        money: list[MoneyView],
+    ) -> tuple[list[str], list[int]]:
+        return _rooms(r.fp, windows, allowance, money)
+
+    def release_free(self, d: Decision, releases: list[tuple[str, int]], now: int) -> None:
+        """Give back window and allowance units a completion did not use."""
+        if not releases:
+            return
+        r = self.request_for(d, now)
+        token = str(r.decision_id)
+        for layer in r.fp.layers:
+            units = dict(releases).get(layer.kind, 0)
+            if not units:
+                continue
+            if isinstance(layer, WindowsLayer):
+                for w in self._window_views(r):
+                    self.windows.release(token, w.key, units * w.weight)
+            elif isinstance(layer, AllowanceLayer):
+                self.windows.release(token, self._allowance_view(r, layer).key, units)
+
+    def request_for(self, d: Decision, now: int) -> _Request:
+        plan = next(p for p in self.registry.plans[d.plan] if p.version == d.plan_version)
+        return _Request(
+            self._customer(d.customer),
+            d.feature,
+            d.units,
+            d.key,
+            now,
+            locked_terms(plan, d.feature, d.price_version, d.price),
+            d.timeout,
+            d.decision_id,
+        )
+
+    def expire_grants(self, now: int) -> list[Transfer]:
+        """Move what expired grants still hold to the breakage account (recorded transfers)."""
+        moved: list[Transfer] = []
+        with self._lock:
+            expired = [g for gs in self.registry.grants.values() for g in gs if g.expires_at <= now]
+            found = self.store.lookup_accounts([g.account_id for g in expired])
+            for a in found:
+                if a.available > 0:
+                    moved.append(
+                        Transfer(
+                            # debits_posted grows with every sweep: one id per sweep, never reused
+                            id=derive_id("breakage", a.id, a.debits_posted),
+                            debit_account_id=a.id,
+                            credit_account_id=acc.platform_account(Code.BREAKAGE),
+                            amount=a.available,
+                            ledger=acc.LEDGER,
+                            code=int(TransferCode.BREAKAGE),
+                        )
+                    )
+            if moved:
+                self._apply(moved, now)
+        return moved
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _customer(self, customer: str) -> CustomerRecord:
+        record = self.registry.customers.get(customer)
+        if record is None:
+            raise UnknownCustomerError(f"unknown customer {customer!r}; add it with a plan first")
+        return record
+
+    def _move(
+        self, kind: str, name: str, source: Code, target: int, amount: int, code: TransferCode
+    ) -> Transfer:
+        return Transfer(
+            id=derive_id(kind, name),
+            debit_account_id=acc.platform_account(source),
+            credit_account_id=target,
+            amount=amount,
+            ledger=acc.LEDGER,
+            code=int(code),
+        )
+
+    def _apply(
+        self,
+        events: Sequence[Account | Transfer],
+        now: int,
+        also: Callable[[Cursor], None] | None = None,
+    ) -> None:
+        """Apply set-up events that must all be accepted (or exist), and `also`'s rows with
+        them; a refusal rolls everything back and says which event."""
+        refused: list[str] = []
+
+        def then(results: list[Result], cur: Cursor) -> None:
+            for event, result in zip(events, results, strict=True):
+                if result not in _SETTLED:
+                    refused.append(f"{type(event).__name__.lower()} {event.id}: {result.name}")
+                    raise Rollback
+            if also is not None:
+                also(cur)
+
+        self.store.apply(events, now, then=then)
+        if refused:
+            raise MeteringError(f"the ledger refused {refused[0].lower()}; nothing was changed")
+
+
+def _replay(earlier: Decision, feature: str, units: int, timeout: int | None) -> Decision:
+    given: list[tuple[str, object, object]] = [
+        ("feature", feature, earlier.feature),
+        ("units", units, earlier.units),
+        ("timeout", timeout, earlier.timeout_override),
+    ]
+    for field, now, before in given:
+        if now != before:
+            raise IdempotencyConflictError(earlier.key, field, before, now)
+    return earlier
+
+
+def _rooms(
+    fp: FeaturePlan,
+    windows: list[WindowView],
+    allowance: AllowanceView | None,
+    money: list[MoneyView],
+) -> tuple[list[str], list[int]]:
+    """Layer names and rooms in the plan's order (money slots in burn order within a layer)."""
+    names: list[str] = []
+    rooms: list[int] = []
+    for layer in fp.layers:
+        if layer.kind == "windows":
+            names.append("windows")
+            rooms.append(min(w.room for w in windows))
+        elif layer.kind == "allowance":
+            assert allowance is not None
+            names.append("allowance")
+            rooms.append(allowance.room)
+        else:
+            slots = [m for m in money if money_kind(m.layer) == layer.kind]
+            names += [m.layer for m in slots]
+            rooms += [m.room for m in slots]
+    return names, rooms
+
+
+def _takes(
+    windows: list[WindowView], units: int, allowance: AllowanceView | None, allowance_units: int
+) -> list[WindowTake]:
+    takes = [WindowTake(w.key, w.length_ns, w.limit, units * w.weight) for w in windows if units]
+    if allowance is not None and allowance_units:
+        takes.append(
+            WindowTake(
+                allowance.key,
+                allowance.period_end - allowance.period_start,
+                allowance.amount,
+                allowance_units,
+            )
+        )
+    return takes
+
+
+def _hold(p: Part, r: _Request, *, last: bool) -> Transfer:
+    return Transfer(
+        id=p.transfer_id,
+        debit_account_id=p.account_id,
+        credit_account_id=acc.platform_account(Code.REVENUE),
+        amount=p.amount,
+        timeout=r.timeout,
+        ledger=acc.LEDGER,
+        code=int(TransferCode.HOLD),
+        user_data=r.decision_id,
+        flags=_HOLD if last else _HOLD | _LINKED,
+    )

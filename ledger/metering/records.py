@@ -1,0 +1,94 @@
+"""The rows of the usage and monetization datasets, and how decisions and completions are
+written as JSON. Plain immutable records; money and units are integers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ledger.metering.decision import (
+    Charge,
+    Completion,
+    Consulted,
+    Decision,
+    Part,
+    Reason,
+    Unblock,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    """What happened: `units` of `feature` used under `decision_id`, reported with `key`."""
+
+    id: int
+    customer: str
+    key: str
+    feature: str
+    units: int
+    occurred_at: int
+    decision_id: int
+    received_at: int
+
+    def body(self) -> tuple[object, ...]:
+        """What must match when the same key is reported again."""
+        return (self.feature, self.units, self.occurred_at, self.decision_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A usage report refused, kept for the audit: why, and the body as received (JSON)."""
+
+    id: int
+    customer: str
+    key: str
+    reason: str
+    body: str
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Monetization:
+    """What one layer's share of a usage event costs: `amount` = `units` * `price` micro-credits
+    (0 for windows and allowance). Every transfer it causes carries its id in user_data."""
+
+    id: int
+    usage_id: int
+    decision_id: int
+    customer: str
+    layer: str
+    units: int
+    price_version: int
+    price: int
+    amount: int
+    account_id: int
+
+
+def decision_to_json(d: Decision) -> str:
+    body = d._asdict()
+    body["parts"] = [p._asdict() for p in d.parts]
+    body["consulted"] = [c._asdict() for c in d.consulted]
+    body["reasons"] = [asdict(r) for r in d.reasons]
+    body["unblock"] = [asdict(u) for u in d.unblock]
+    return json.dumps(body, separators=(",", ":"))
+
+
+def decision_from_json(text: str) -> Decision:
+    body: dict[str, Any] = json.loads(text)
+    body["parts"] = tuple(Part(**p) for p in body["parts"])
+    body["consulted"] = tuple(Consulted(**c) for c in body["consulted"])
+    body["reasons"] = tuple(Reason(**r) for r in body["reasons"])
+    body["unblock"] = tuple(Unblock(**u) for u in body["unblock"])
+    return Decision(**body)
+
+
+def completion_to_json(c: Completion) -> str:
+    return json.dumps(asdict(c), separators=(",", ":"))
+
+
+def completion_from_json(text: str) -> Completion:
+    body: dict[str, Any] = json.loads(text)
+    body["charges"] = tuple(Charge(**x) for x in body["charges"])
+    body["transfer_ids"] = tuple(body["transfer_ids"])
+    return Completion(**body)

@@ -1,0 +1,395 @@
+"""Usage to money: report usage (durably, with an outbox entry), then settle it.
+
+Settling a usage event completes its decision: holds are posted up to what was used and the
+rest voided, an excess goes through the waterfall at settlement time, what nothing covers is
+written off; the monetization events (one per layer), the ledger transfers (each naming its
+monetization event) and the completion commit in one transaction with the outbox entry's
+removal. Every id is derived from the decision and the layer, so settling again, after a crash
+or on another worker, writes nothing new (M2).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from ledger.core.flags import TransferFlags
+from ledger.core.results import Result
+from ledger.core.types import PendingStatus, Transfer
+from ledger.metering.allocate import fill_units
+from ledger.metering.completion import Book, excess_units, kept_units
+from ledger.metering.decision import Completion, Decision
+from ledger.metering.errors import (
+    CompletionConflictError,
+    InvalidRequestError,
+    MeteringError,
+    UnknownDecisionError,
+)
+from ledger.metering.ids import derive_id
+from ledger.metering.records import Monetization, Rejection, UsageEvent
+from ledger.metering.tables import Cursor
+from ledger.store.base import Rollback, Then, TxView
+
+if TYPE_CHECKING:
+    from ledger.metering.meter import Meter
+
+_LINKED = int(TransferFlags.LINKED)
+_SETTLED = (Result.OK, Result.EXISTS)
+UNITS_MAX = 10**12
+
+
+class UsageRejectedError(MeteringError):
+    """A usage report was refused and recorded as rejected; `reason` is the stable code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(f"{message}; the report was recorded as rejected ({reason})")
+
+
+class UsageConflictError(UsageRejectedError):
+    """The key was reported before with a different body."""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    usage: UsageEvent
+    duplicate: bool  # the same key and body were reported before: nothing new was written
+
+
+def report_usage(
+    meter: Meter,
+    customer: str,
+    feature: str,
+    units: int,
+    key: str,
+    decision_id: int,
+    occurred_at: int,
+    now: int,
+) -> Report:
+    """Record a usage event and its outbox entry in one transaction (or the rejection)."""
+    body = {
+        "customer": customer,
+        "feature": feature,
+        "units": units,
+        "key": key,
+        "decision_id": decision_id,
+        "occurred_at": occurred_at,
+    }
+    shape = _shape_problem(body)
+    if shape is not None:
+        _reject(meter, body, "invalid", now)
+        raise InvalidRequestError(shape[0], f"{shape[1]} (usage recorded as rejected)")
+    outcome: list[Report | UsageRejectedError] = []
+    meter.tables.write(
+        meter.store, now, lambda cur: outcome.append(_record_usage(meter, cur, body, now))
+    )
+    if isinstance(outcome[0], UsageRejectedError):
+        raise outcome[0]
+    return outcome[0]
+
+
+def _shape_problem(body: dict[str, Any]) -> tuple[str, str] | None:
+    for field, low, high in (
+        ("units", 0, UNITS_MAX),
+        ("decision_id", 1, 2**63 - 2),
+        ("occurred_at", 0, 2**63 - 1),
+    ):
+        value = body[field]
+        if type(value) is not int or not low <= value <= high:
+            return field, f"must be an integer between {low} and {high}, not {value!r}"
+    for field in ("customer", "feature", "key"):
+        value = body[field]
+        if not isinstance(value, str) or not 0 < len(value) <= 128 or not value.isprintable():
+            return field, "must be a printable string of 1 to 128 characters"
+    return None
+
+
+def _record_usage(
+    meter: Meter, cur: Cursor, body: dict[str, Any], now: int
+) -> Report | UsageRejectedError:
+    """Inside the write transaction: check the report against what is recorded, then write
+    the usage event and its outbox entry, or the rejection."""
+    tables = meter.tables
+    customer, key = body["customer"], body["key"]
+    problem = _usage_problem(meter, cur, body)
+    if problem is None:
+        usage = UsageEvent(
+            derive_id("usage", customer, key),
+            customer,
+            key,
+            body["feature"],
+            body["units"],
+            body["occurred_at"],
+            body["decision_id"],
+            now,
+        )
+        earlier = tables.usage_by_key(cur, customer, key)
+        if earlier is not None:
+            if earlier.body() == usage.body():
+                return Report(earlier, duplicate=True)
+            problem = UsageConflictError(
+                "key_reused",
+                f"usage key {key!r} of {customer!r} was reported with "
+                f"units={earlier.units}, decision {earlier.decision_id}; use a new key",
+            )
+        elif (other := tables.usage_for_decision(cur, body["decision_id"])) is not None:
+            problem = UsageRejectedError(
+                "decision_already_reported",
+                f"decision {body['decision_id']} already has usage {other.key!r}",
+            )
+        else:
+            tables.insert_usage(cur, usage)
+            return Report(usage, duplicate=False)
+    tables.reject(cur, _rejection(body, problem.reason, now))
+    return problem
+
+
+def _usage_problem(meter: Meter, cur: Cursor, body: dict[str, Any]) -> UsageRejectedError | None:
+    if body["customer"] not in meter.registry.customers:
+        return UsageRejectedError("unknown_customer", f"unknown customer {body['customer']!r}")
+    decision = meter.registry.decisions_by_id.get(body["decision_id"])
+    if decision is None:
+        decision = meter.tables.decision_by_id(cur, body["decision_id"])
+    if decision is None or decision.customer != body["customer"]:
+        return UsageRejectedError(
+            "unknown_decision",
+            f"customer {body['customer']!r} has no decision {body['decision_id']}",
+        )
+    if not decision.allowed:
+        return UsageRejectedError(
+            "decision_refused", f"decision {decision.decision_id} was a refusal"
+        )
+    if decision.feature != body["feature"]:
+        return UsageRejectedError(
+            "feature_mismatch",
+            f"decision {decision.decision_id} was for {decision.feature!r}, "
+            f"not {body['feature']!r}",
+        )
+    return None
+
+
+def _rejection(body: dict[str, Any], reason: str, now: int) -> Rejection:
+    text = json.dumps(body, sort_keys=True, default=repr)
+    customer = body["customer"] if isinstance(body["customer"], str) else repr(body["customer"])
+    key = body["key"] if isinstance(body["key"], str) else repr(body["key"])
+    return Rejection(
+        derive_id("rejection", reason, text), customer[:128], key[:128], reason, text, now
+    )
+
+
+def _reject(meter: Meter, body: dict[str, Any], reason: str, now: int) -> None:
+    rejection = _rejection(body, reason, now)
+    meter.tables.write(meter.store, now, lambda cur: meter.tables.reject(cur, rejection))
+
+
+# -- settlement ------------------------------------------------------------------------------
+
+
+class _Funds:
+    """Available micro-credits per account inside the settlement's transaction, kept current
+    as the batch's earlier settlements are booked (they are not applied yet)."""
+
+    def __init__(self, view: TxView) -> None:
+        self._view = view
+        self._available: dict[int, int] = {}
+
+    def available(self, ids: Sequence[int]) -> dict[int, int]:
+        missing = [i for i in ids if i not in self._available]
+        for a in self._view.accounts(missing):
+            self._available[a.id] = a.available
+        return {i: self._available[i] for i in ids if i in self._available}
+
+    def adjust(self, account_id: int, delta: int) -> None:
+        self.available([account_id])
+        self._available[account_id] += delta
+
+
+@dataclass(slots=True)
+class _Settling:
+    usage: UsageEvent
+    decision: Decision
+    book: Book | None  # None: settled before; only the outbox entry remains to drop
+    first: int = 0  # index of its first event in the batch
+
+
+def settle(meter: Meter, usage_ids: Sequence[int], now: int) -> list[Completion]:
+    """Settle these usage events in one transaction; those settled before are skipped.
+    If the batch cannot commit whole, each is settled in a transaction of its own."""
+    done = _settle_batch(meter, usage_ids, now)
+    if done is not None:
+        return done
+    out: list[Completion] = []
+    for usage_id in usage_ids:
+        one = _settle_batch(meter, [usage_id], now)
+        if one is None:
+            raise MeteringError(
+                f"the ledger refused the settlement of usage {usage_id}; it stays in the outbox"
+            )
+        out += one
+    return out
+
+
+def _settle_batch(meter: Meter, usage_ids: Sequence[int], now: int) -> list[Completion] | None:
+    settling: list[_Settling] = []
+    committed: list[Completion] = []
+
+    def build(view: TxView) -> tuple[list[Transfer], Then]:
+        settling.clear()
+        funds = _Funds(view)
+        events: list[Transfer] = []
+        for usage_id in usage_ids:
+            item = _prepare(meter, view, funds, usage_id, now)
+            if item is None:
+                continue
+            item.first = len(events)
+            events += _chained(item.book.events if item.book else [])
+            settling.append(item)
+        return events, then
+
+    def then(results: list[Result], cur: Cursor) -> None:
+        if any(r not in _SETTLED for r in results):
+            raise Rollback
+        committed.clear()
+        for item in settling:
+            meter.tables.settled(cur, item.usage.id)
+            if item.book is None:
+                continue
+            completion = replace(item.book.completion(item.usage.units), usage_id=item.usage.id)
+            meter.tables.insert_monetization(cur, _monetization(item, completion))
+            meter.tables.put_completion(cur, completion)
+            committed.append(completion)
+
+    with meter.lock:
+        results = meter.store.transact(now, build)
+        if any(r not in _SETTLED for r in results):
+            return None
+        for item in settling:
+            if item.book is not None:
+                meter.release_free(item.decision, item.book.free_releases, now)
+        for completion in committed:
+            meter.registry.completions[completion.decision_id] = completion
+    return committed
+
+
+def _chained(events: list[Transfer]) -> list[Transfer]:
+    return [
+        replace(e, flags=e.flags | _LINKED) if i < len(events) - 1 else e
+        for i, e in enumerate(events)
+    ]
+
+
+def _prepare(
+    meter: Meter, view: TxView, funds: _Funds, usage_id: int, now: int
+) -> _Settling | None:
+    cur = view.cursor
+    usage = meter.tables.usage_by_id(cur, usage_id)
+    if usage is None:
+        return None
+    decision = meter.tables.decision_by_id(cur, usage.decision_id)
+    assert decision is not None, f"usage {usage_id} names no decision"
+    if meter.tables.completion(cur, decision.decision_id) is not None:
+        return _Settling(usage, decision, None)
+    return _Settling(usage, decision, _book(meter, view, funds, decision, usage.units, now))
+
+
+def _book(meter: Meter, view: TxView, funds: _Funds, d: Decision, actual: int, now: int) -> Book:
+    """What completing `d` with `actual` units at `now` writes (M1, M4)."""
+    book = Book(d)
+    excess = excess_units(d.parts, actual)
+    for part, keep in zip(d.parts, kept_units(d.parts, actual), strict=True):
+        if not part.transfer_id:
+            book.free_release(part, part.units - keep)
+            book.free_kept(part.layer, keep)
+        elif view.pending_status(part.transfer_id) is not PendingStatus.PENDING:
+            excess += keep  # the hold lapsed: what it would have posted is charged afresh
+        else:
+            book.resolve(part, keep)
+            funds.adjust(part.account_id, part.amount - keep * d.price)
+    if excess:
+        _charge_excess(meter, funds, book, d, excess, now)
+    return book
+
+
+def _charge_excess(
+    meter: Meter, funds: _Funds, book: Book, d: Decision, excess: int, now: int
+) -> None:
+    """The excess goes through the waterfall at `now`; what no layer covers is written off."""
+    r = meter.request_for(d, now)
+    windows, allowance, money = meter.views(r, funds.available)
+    names, rooms = meter.rooms(r, windows, allowance, money)
+    parts = dict(zip(names, fill_units(excess, rooms), strict=True))
+    taken = meter.take_excess(r, windows, allowance, parts)
+    for name in ("windows", "allowance"):
+        if not taken:
+            parts.pop(name, None)
+        book.free_kept(name, parts.get(name, 0))
+    book.excess(parts, money, excess)
+    for m in money:
+        funds.adjust(m.account_id, -parts.get(m.layer, 0) * d.price)
+
+
+def _monetization(item: _Settling, completion: Completion) -> list[Monetization]:
+    d, u = item.decision, item.usage
+    return [
+        Monetization(
+            c.monetization_id,
+            u.id,
+            d.decision_id,
+            d.customer,
+            c.layer,
+            c.units,
+            d.price_version,
+            d.price,
+            c.amount,
+            c.account_id,
+        )
+        for c in completion.charges
+    ]
+
+
+def complete(meter: Meter, decision_id: int, actual: int, now: int) -> Completion:
+    """Report `actual` units for the decision and settle them now."""
+    decision = meter.decision(decision_id)
+    if decision is None or not decision.allowed:
+        raise UnknownDecisionError(
+            f"no allowed decision has id {decision_id}; only allowed decisions complete"
+        )
+    prior = meter.completion(decision_id)
+    if prior is None:
+        reported = meter.tables.read(
+            meter.store, lambda cur: meter.tables.usage_for_decision(cur, decision_id)
+        )
+        if reported is None:
+            key = f"complete-{decision_id}"
+            at = max(now, decision.now)
+            reported = report_usage(
+                meter, decision.customer, decision.feature, actual, key, decision_id, at, now
+            ).usage
+        if reported.units == actual:
+            settle(meter, [reported.id], now)
+        prior = meter.completion(decision_id)
+        if prior is None:
+            prior = Completion(decision_id, reported.units, usage_id=reported.id)
+    if prior.actual_units != actual:
+        raise CompletionConflictError(
+            f"decision {decision_id} was completed with {prior.actual_units} unit(s), not "
+            f"{actual}; nothing was changed"
+        )
+    return prior
+
+
+def settle_pending(
+    meter: Meter, worker: str, now: int, *, limit: int = 1000, lease_ns: int = 30 * 10**9
+) -> int:
+    """Claim up to `limit` unsettled usage events and settle them; returns how many."""
+    claimed: list[int] = []
+    meter.tables.write(
+        meter.store,
+        now,
+        lambda cur: claimed.extend(meter.tables.claim(cur, worker, now, lease_ns, limit)),
+    )
+    if claimed:
+        settle(meter, claimed, now)
+    return len(claimed)

@@ -1,0 +1,397 @@
+"""Where the access engine keeps what is not ledger state: the registry (plans, price books,
+customers, organisations, grants), decisions and completions, and the usage and monetization
+datasets with the settlement outbox. `MemoryTables` for the memory store; `SqlTables` writes the
+same rows into the ledger's own SQLite or PostgreSQL database, inside the ledger's transactions,
+so a decision and its holds, or a settlement and its transfers, commit together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from ledger.metering.decision import Completion, Decision
+from ledger.metering.records import (
+    Monetization,
+    Rejection,
+    UsageEvent,
+    completion_from_json,
+    completion_to_json,
+    decision_from_json,
+    decision_to_json,
+)
+from ledger.store.base import Store
+
+Cursor = Any
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS meter_records (
+        kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, key))""",
+    """CREATE TABLE IF NOT EXISTS decisions (
+        decision_id BIGINT PRIMARY KEY, customer TEXT NOT NULL, key TEXT NOT NULL,
+        allowed INTEGER NOT NULL, body TEXT NOT NULL, UNIQUE (customer, key))""",
+    """CREATE TABLE IF NOT EXISTS completions (
+        decision_id BIGINT PRIMARY KEY, usage_id BIGINT NOT NULL, actual_units BIGINT NOT NULL,
+        body TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS usage_events (
+        id BIGINT PRIMARY KEY, customer TEXT NOT NULL, key TEXT NOT NULL,
+        feature TEXT NOT NULL, units BIGINT NOT NULL CHECK (units >= 0),
+        occurred_at BIGINT NOT NULL, decision_id BIGINT NOT NULL UNIQUE,
+        received_at BIGINT NOT NULL, UNIQUE (customer, key))""",
+    """CREATE TABLE IF NOT EXISTS usage_rejections (
+        id BIGINT PRIMARY KEY, customer TEXT NOT NULL, key TEXT NOT NULL, reason TEXT NOT NULL,
+        body TEXT NOT NULL, at BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        usage_id BIGINT PRIMARY KEY, claimed_by TEXT, claimed_until BIGINT NOT NULL,
+        attempts BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS monetization_events (
+        id BIGINT PRIMARY KEY, usage_id BIGINT NOT NULL, decision_id BIGINT NOT NULL,
+        customer TEXT NOT NULL, layer TEXT NOT NULL, units BIGINT NOT NULL CHECK (units >= 0),
+        price_version BIGINT NOT NULL, price BIGINT NOT NULL,
+        amount BIGINT NOT NULL CHECK (amount >= 0), account_id BIGINT NOT NULL,
+        UNIQUE (usage_id, layer))""",
+)
+USAGE_COLUMNS = "id, customer, key, feature, units, occurred_at, decision_id, received_at"
+MONETIZATION_COLUMNS = (
+    "id, usage_id, decision_id, customer, layer, units, price_version, price, amount, account_id"
+)
+
+
+class MeterTables(Protocol):
+    """Every method takes the transaction's cursor (None for memory)."""
+
+    def write(self, store: Store, now: int, fn: Callable[[Cursor], None]) -> None:
+        """Run `fn` in a write transaction of `store` (directly, for memory)."""
+
+    def read(self, store: Store, fn: Callable[[Cursor], Any]) -> Any: ...
+    def setup(self, cur: Cursor) -> None: ...
+    def put_record(self, cur: Cursor, kind: str, key: str, body: str) -> None: ...
+    def records(self, cur: Cursor, kind: str) -> list[tuple[str, str]]: ...
+    def put_decision(self, cur: Cursor, d: Decision) -> None: ...
+    def decision_by_key(self, cur: Cursor, customer: str, key: str) -> Decision | None: ...
+    def decision_by_id(self, cur: Cursor, decision_id: int) -> Decision | None: ...
+    def put_completion(self, cur: Cursor, c: Completion) -> None: ...
+    def completion(self, cur: Cursor, decision_id: int) -> Completion | None: ...
+    def insert_usage(self, cur: Cursor, u: UsageEvent) -> None:
+        """The usage event and its outbox entry (one transaction: the caller's)."""
+
+    def usage_by_key(self, cur: Cursor, customer: str, key: str) -> UsageEvent | None: ...
+    def usage_for_decision(self, cur: Cursor, decision_id: int) -> UsageEvent | None: ...
+    def usage_by_id(self, cur: Cursor, usage_id: int) -> UsageEvent | None: ...
+    def reject(self, cur: Cursor, r: Rejection) -> None: ...
+    def claim(self, cur: Cursor, worker: str, now: int, lease: int, limit: int) -> list[int]:
+        """Up to `limit` outbox entries nobody holds (or whose lease ran out), oldest usage
+        first, now held by `worker` until `now + lease`."""
+
+    def settled(self, cur: Cursor, usage_id: int) -> None: ...
+    def insert_monetization(self, cur: Cursor, rows: list[Monetization]) -> None: ...
+    def backlog(self, cur: Cursor) -> tuple[int, int | None]:
+        """(unsettled usage events, oldest unsettled occurred_at)."""
+
+    def outbox_ids(self, cur: Cursor) -> frozenset[int]: ...
+    def all_usage(self, cur: Cursor) -> Iterator[UsageEvent]: ...
+    def all_monetization(self, cur: Cursor) -> Iterator[Monetization]: ...
+    def all_rejections(self, cur: Cursor) -> Iterator[Rejection]: ...
+    def all_completions(self, cur: Cursor) -> Iterator[Completion]: ...
+    def all_decisions(self, cur: Cursor) -> Iterator[Decision]: ...
+
+
+class MemoryTables:
+    """The tables in this process's memory (with the memory store)."""
+
+    def __init__(self) -> None:
+        self.meter_records: dict[tuple[str, str], str] = {}
+        self.decisions: dict[int, Decision] = {}
+        self.decision_keys: dict[tuple[str, str], int] = {}
+        self.completions: dict[int, Completion] = {}
+        self.usage: dict[int, UsageEvent] = {}
+        self.usage_keys: dict[tuple[str, str], int] = {}
+        self.usage_decisions: dict[int, int] = {}
+        self.rejections: dict[int, Rejection] = {}
+        self.outbox: dict[int, tuple[str | None, int]] = {}
+        self.monetization: dict[int, Monetization] = {}
+
+    def write(self, store: Store, now: int, fn: Callable[[Cursor], None]) -> None:
+        fn(None)
+
+    def read(self, store: Store, fn: Callable[[Cursor], Any]) -> Any:
+        return fn(None)
+
+    def setup(self, cur: Cursor) -> None:
+        pass
+
+    def put_record(self, cur: Cursor, kind: str, key: str, body: str) -> None:
+        self.meter_records[(kind, key)] = body
+
+    def records(self, cur: Cursor, kind: str) -> list[tuple[str, str]]:
+        return sorted((k, body) for (kd, k), body in self.meter_records.items() if kd == kind)
+
+    def put_decision(self, cur: Cursor, d: Decision) -> None:
+        if (d.customer, d.key) not in self.decision_keys:
+            self.decisions[d.decision_id] = d
+            self.decision_keys[(d.customer, d.key)] = d.decision_id
+
+    def decision_by_key(self, cur: Cursor, customer: str, key: str) -> Decision | None:
+        found = self.decision_keys.get((customer, key))
+        return None if found is None else self.decisions[found]
+
+    def decision_by_id(self, cur: Cursor, decision_id: int) -> Decision | None:
+        return self.decisions.get(decision_id)
+
+    def put_completion(self, cur: Cursor, c: Completion) -> None:
+        self.completions.setdefault(c.decision_id, c)
+
+    def completion(self, cur: Cursor, decision_id: int) -> Completion | None:
+        return self.completions.get(decision_id)
+
+    def insert_usage(self, cur: Cursor, u: UsageEvent) -> None:
+        assert u.id not in self.usage and (u.customer, u.key) not in self.usage_keys
+        self.usage[u.id] = u
+        self.usage_keys[(u.customer, u.key)] = u.id
+        self.usage_decisions[u.decision_id] = u.id
+        self.outbox[u.id] = (None, 0)
+
+    def usage_by_key(self, cur: Cursor, customer: str, key: str) -> UsageEvent | None:
+        found = self.usage_keys.get((customer, key))
+        return None if found is None else self.usage[found]
+
+    def usage_for_decision(self, cur: Cursor, decision_id: int) -> UsageEvent | None:
+        found = self.usage_decisions.get(decision_id)
+        return None if found is None else self.usage[found]
+
+    def usage_by_id(self, cur: Cursor, usage_id: int) -> UsageEvent | None:
+        return self.usage.get(usage_id)
+
+    def reject(self, cur: Cursor, r: Rejection) -> None:
+        self.rejections.setdefault(r.id, r)
+
+    def claim(self, cur: Cursor, worker: str, now: int, lease: int, limit: int) -> list[int]:
+        free = sorted(i for i, (_, until) in self.outbox.items() if until <= now)[:limit]
+        for usage_id in free:
+            self.outbox[usage_id] = (worker, now + lease)
+        return free
+
+    def settled(self, cur: Cursor, usage_id: int) -> None:
+        self.outbox.pop(usage_id, None)
+
+    def insert_monetization(self, cur: Cursor, rows: list[Monetization]) -> None:
+        for row in rows:
+            self.monetization.setdefault(row.id, row)
+
+    def backlog(self, cur: Cursor) -> tuple[int, int | None]:
+        pending = [self.usage[i].occurred_at for i in self.outbox]
+        return len(pending), min(pending, default=None)
+
+    def outbox_ids(self, cur: Cursor) -> frozenset[int]:
+        return frozenset(self.outbox)
+
+    def all_usage(self, cur: Cursor) -> Iterator[UsageEvent]:
+        return iter(sorted(self.usage.values(), key=lambda u: u.id))
+
+    def all_monetization(self, cur: Cursor) -> Iterator[Monetization]:
+        return iter(sorted(self.monetization.values(), key=lambda m: m.id))
+
+    def all_rejections(self, cur: Cursor) -> Iterator[Rejection]:
+        return iter(sorted(self.rejections.values(), key=lambda r: r.id))
+
+    def all_completions(self, cur: Cursor) -> Iterator[Completion]:
+        return iter(sorted(self.completions.values(), key=lambda c: c.decision_id))
+
+    def all_decisions(self, cur: Cursor) -> Iterator[Decision]:
+        return iter(sorted(self.decisions.values(), key=lambda d: d.decision_id))
+
+
+class SqlTables:
+    """The tables in the ledger's SQL database (SQLite or PostgreSQL), in its transactions."""
+
+    def __init__(self, placeholder: str, *, skip_locked: bool) -> None:
+        self.p = placeholder
+        self.skip_locked = skip_locked
+
+    def _q(self, sql: str) -> str:
+        return sql.replace("?", self.p)
+
+    def write(self, store: Store, now: int, fn: Callable[[Cursor], None]) -> None:
+        store.apply([], now, then=lambda results, cur: fn(cur))
+
+    def read(self, store: Store, fn: Callable[[Cursor], Any]) -> Any:
+        return store.read(fn)
+
+    def setup(self, cur: Cursor) -> None:
+        for statement in SCHEMA:
+            cur.execute(statement)
+
+    def put_record(self, cur: Cursor, kind: str, key: str, body: str) -> None:
+        cur.execute(
+            self._q(
+                "INSERT INTO meter_records (kind, key, body) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body"
+            ),
+            (kind, key, body),
+        )
+
+    def records(self, cur: Cursor, kind: str) -> list[tuple[str, str]]:
+        cur.execute(
+            self._q("SELECT key, body FROM meter_records WHERE kind = ? ORDER BY key"), (kind,)
+        )
+        return [(str(k), str(b)) for k, b in cur.fetchall()]
+
+    def put_decision(self, cur: Cursor, d: Decision) -> None:
+        cur.execute(
+            self._q(
+                "INSERT INTO decisions (decision_id, customer, key, allowed, body) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+            ),
+            (d.decision_id, d.customer, d.key, int(d.allowed), decision_to_json(d)),
+        )
+
+    def _decision(self, cur: Cursor, where: str, params: tuple[object, ...]) -> Decision | None:
+        cur.execute(self._q(f"SELECT body FROM decisions WHERE {where}"), params)
+        row = cur.fetchone()
+        return None if row is None else decision_from_json(row[0])
+
+    def decision_by_key(self, cur: Cursor, customer: str, key: str) -> Decision | None:
+        return self._decision(cur, "customer = ? AND key = ?", (customer, key))
+
+    def decision_by_id(self, cur: Cursor, decision_id: int) -> Decision | None:
+        return self._decision(cur, "decision_id = ?", (decision_id,))
+
+    def put_completion(self, cur: Cursor, c: Completion) -> None:
+        cur.execute(
+            self._q(
+                "INSERT INTO completions (decision_id, usage_id, actual_units, body) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+            ),
+            (c.decision_id, c.usage_id, c.actual_units, completion_to_json(c)),
+        )
+
+    def completion(self, cur: Cursor, decision_id: int) -> Completion | None:
+        cur.execute(self._q("SELECT body FROM completions WHERE decision_id = ?"), (decision_id,))
+        row = cur.fetchone()
+        return None if row is None else completion_from_json(row[0])
+
+    def insert_usage(self, cur: Cursor, u: UsageEvent) -> None:
+        cur.execute(
+            self._q(f"INSERT INTO usage_events ({USAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+            (
+                u.id,
+                u.customer,
+                u.key,
+                u.feature,
+                u.units,
+                u.occurred_at,
+                u.decision_id,
+                u.received_at,
+            ),
+        )
+        cur.execute(
+            self._q(
+                "INSERT INTO outbox (usage_id, claimed_by, claimed_until, attempts) "
+                "VALUES (?, NULL, 0, 0)"
+            ),
+            (u.id,),
+        )
+
+    def _usage(self, cur: Cursor, where: str, params: tuple[object, ...]) -> UsageEvent | None:
+        cur.execute(self._q(f"SELECT {USAGE_COLUMNS} FROM usage_events WHERE {where}"), params)
+        row = cur.fetchone()
+        return None if row is None else UsageEvent(*row)
+
+    def usage_by_key(self, cur: Cursor, customer: str, key: str) -> UsageEvent | None:
+        return self._usage(cur, "customer = ? AND key = ?", (customer, key))
+
+    def usage_for_decision(self, cur: Cursor, decision_id: int) -> UsageEvent | None:
+        return self._usage(cur, "decision_id = ?", (decision_id,))
+
+    def usage_by_id(self, cur: Cursor, usage_id: int) -> UsageEvent | None:
+        return self._usage(cur, "id = ?", (usage_id,))
+
+    def reject(self, cur: Cursor, r: Rejection) -> None:
+        cur.execute(
+            self._q(
+                "INSERT INTO usage_rejections (id, customer, key, reason, body, at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+            ),
+            (r.id, r.customer, r.key, r.reason, r.body, r.at),
+        )
+
+    def claim(self, cur: Cursor, worker: str, now: int, lease: int, limit: int) -> list[int]:
+        lock = " FOR UPDATE SKIP LOCKED" if self.skip_locked else ""
+        cur.execute(
+            self._q(
+                "UPDATE outbox SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1 "
+                "WHERE usage_id IN (SELECT usage_id FROM outbox WHERE claimed_until <= ? "
+                f"ORDER BY usage_id LIMIT ?{lock}) RETURNING usage_id"
+            ),
+            (worker, now + lease, now, limit),
+        )
+        return sorted(int(r[0]) for r in cur.fetchall())
+
+    def settled(self, cur: Cursor, usage_id: int) -> None:
+        cur.execute(self._q("DELETE FROM outbox WHERE usage_id = ?"), (usage_id,))
+
+    def insert_monetization(self, cur: Cursor, rows: list[Monetization]) -> None:
+        cur.executemany(
+            self._q(
+                f"INSERT INTO monetization_events ({MONETIZATION_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+            ),
+            [
+                (
+                    m.id,
+                    m.usage_id,
+                    m.decision_id,
+                    m.customer,
+                    m.layer,
+                    m.units,
+                    m.price_version,
+                    m.price,
+                    m.amount,
+                    m.account_id,
+                )
+                for m in rows
+            ],
+        )
+
+    def backlog(self, cur: Cursor) -> tuple[int, int | None]:
+        cur.execute(
+            "SELECT COUNT(*), MIN(u.occurred_at) FROM outbox o "
+            "JOIN usage_events u ON u.id = o.usage_id"
+        )
+        count, oldest = cur.fetchone()
+        return int(count), None if oldest is None else int(oldest)
+
+    def outbox_ids(self, cur: Cursor) -> frozenset[int]:
+        cur.execute("SELECT usage_id FROM outbox")
+        return frozenset(int(r[0]) for r in cur.fetchall())
+
+    def all_usage(self, cur: Cursor) -> Iterator[UsageEvent]:
+        cur.execute(f"SELECT {USAGE_COLUMNS} FROM usage_events ORDER BY id")
+        return (UsageEvent(*row) for row in cur.fetchall())
+
+    def all_monetization(self, cur: Cursor) -> Iterator[Monetization]:
+        cur.execute(f"SELECT {MONETIZATION_COLUMNS} FROM monetization_events ORDER BY id")
+        return (Monetization(*row) for row in cur.fetchall())
+
+    def all_rejections(self, cur: Cursor) -> Iterator[Rejection]:
+        cur.execute("SELECT id, customer, key, reason, body, at FROM usage_rejections ORDER BY id")
+        return (Rejection(*row) for row in cur.fetchall())
+
+    def all_completions(self, cur: Cursor) -> Iterator[Completion]:
+        cur.execute("SELECT body FROM completions ORDER BY decision_id")
+        return (completion_from_json(row[0]) for row in cur.fetchall())
+
+    def all_decisions(self, cur: Cursor) -> Iterator[Decision]:
+        cur.execute("SELECT body FROM decisions ORDER BY decision_id")
+        return (decision_from_json(row[0]) for row in cur.fetchall())
+
+
+def tables_for(store: Store) -> MeterTables:
+    """The tables that live with `store`: in its database, or in memory."""
+    from ledger.store.memory import MemoryStore
+    from ledger.store.sql import SqlStore
+
+    if isinstance(store, MemoryStore):
+        return MemoryTables()
+    if isinstance(store, SqlStore):
+        return SqlTables(store.placeholder, skip_locked=store.placeholder == "%s")
+    raise TypeError(f"no metering tables for {type(store).__name__}")
