@@ -20,7 +20,8 @@ of TABLE (one shared search; see proofs/crosshair_targets.py). Reading of the ou
   with no status at all -> fails, with the message in `detail`.
 
 `run_mutants()` copies the project to a temporary directory, plants one seeded bug at a time in
-the real source (kernel, engine, ops) and checks that CrossHair refutes the named target on it.
+the real source (kernel, engine, ops, allocate) and checks that CrossHair refutes the named
+target on it.
 
 Command line: `python -m proofs.crosshair_check [--mutants] [TARGET ...]`.
 """
@@ -457,6 +458,7 @@ class Mutant:
 KERNEL = "ledger/core/kernel.py"
 ENGINE = "ledger/core/engine.py"
 OPS = "ledger/core/ops.py"
+ALLOCATE = "ledger/metering/allocate.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     Mutant(
@@ -613,6 +615,30 @@ MUTANTS: tuple[Mutant, ...] = (
         ENGINE,
         "(expires_at != 0 and expires_at <= ts)",
         "(expires_at != 0 and expires_at < ts)",
+    ),
+    Mutant(
+        "allocation_exact_fit_refused",
+        "allocate refuses a request the layers cover exactly (`<=` turned into `<`)",
+        "allocation_waterfall",
+        ALLOCATE,
+        "allowed = request <= total",
+        "allowed = request < total",
+    ),
+    Mutant(
+        "later_layer_drawn_first",
+        "allocate draws the layers in reverse plan order (later credits before earlier room)",
+        "allocation_waterfall",
+        ALLOCATE,
+        "fill(ops, request, rooms)",
+        "fill(ops, request, rooms[::-1])[::-1]",
+    ),
+    Mutant(
+        "partly_usable_layer_skipped",
+        "fill skips a layer that cannot cover all that is left, though it still has room",
+        "fill_waterfall",
+        ALLOCATE,
+        "take = ops.ite(left < room, left, room)",
+        "take = ops.ite(left < room, 0, room)",
     ),
 )
 

@@ -4,9 +4,11 @@ Each target is a small, top-level, loop-free, pure wrapper with PEP 316 docstrin
 takes flat int/bool arguments (CrossHair makes them symbolic), builds a tiny two-account ledger
 from them, and calls the REAL code: `ledger.core.kernel` with `CONCRETE` ops (on `FlatMap`s, see
 that class for why not `TotalMap`, which has its own target), or the fast engine's pure helpers in
-`ledger.core.engine`, or `TotalMap` itself. Postconditions are stated with the
-predicates of `specs.ledger` (no_overdraft, totals_in_bounds, transfer_accepted, moved_amount,
-transfer_effect), never by re-running the code under test.
+`ledger.core.engine`, or `TotalMap` itself, or the waterfall's allocation
+(`ledger.metering.allocate.allocate_units` and `fill_units`, over three layers). Postconditions
+are stated with the predicates of `specs.ledger` (no_overdraft, totals_in_bounds,
+transfer_accepted, moved_amount, transfer_effect) and `specs.metering` (parts_within_rooms,
+waterfall_order, allocation_complete, fill_complete), never by re-running the code under test.
 
 Two kinds of `post:` line, both read by proofs/crosshair_check.py:
 - `post: <expr>  # <name>: <requirement ids>` is one contract (used by the engine helpers);
@@ -50,7 +52,9 @@ from ledger.core.limits import TIMESTAMP_MAX_NS as TIMESTAMP_MAX_NS
 from ledger.core.ops import CONCRETE, TotalMap
 from ledger.core.results import TRANSIENT_RESULTS, Result
 from ledger.core.types import Transfer
+from ledger.metering.allocate import allocate_units, fill_units
 from specs import ledger as spec
+from specs import metering
 
 DR_ID = 1
 CR_ID = 2
@@ -1046,3 +1050,64 @@ def engine_pending_check(
     )
     v = kernel._view(s, k, CONCRETE)
     return int(engine_code), _kernel_code(kernel._pending_checks(k, v, now, s, CONCRETE))
+
+
+# --- the waterfall's allocation (ledger.metering.allocate) ------------------------------------
+
+
+class Allocation(NamedTuple):
+    """One allocation over three layers: what was asked, the rooms, and what the code gave."""
+
+    request: int
+    rooms: tuple[int, int, int]
+    allowed: bool
+    parts: tuple[int, ...]
+
+
+ALLOCATION_PROPERTIES = (
+    Property(
+        "parts_within_rooms", ("M3",), lambda r: metering.parts_within_rooms(r.rooms, r.parts)
+    ),
+    Property("waterfall_order", ("M3",), lambda r: metering.waterfall_order(r.rooms, r.parts)),
+    Property(
+        "all_or_nothing",
+        ("M3",),
+        lambda r: metering.allocation_complete(r.request, r.rooms, r.allowed, r.parts),
+    ),
+)
+"""A decision's split (M3): within each room, in the plan's order, all or nothing."""
+
+FILL_PROPERTIES = (
+    *ALLOCATION_PROPERTIES[:2],
+    Property(
+        "sums_to_covered",
+        ("M3",),
+        lambda r: metering.fill_complete(r.request, r.rooms, r.parts),
+    ),
+)
+"""A completion's fill (M3): within each room, in the plan's order, min(request, rooms) in all."""
+
+
+def allocation_waterfall(request: int, room_1: int, room_2: int, room_3: int) -> Allocation:
+    """`allocate_units` over three layers (the Z3 proofs cover 1 to 8 layers of the same code
+    on Z3 terms; this runs it on Python ints through `ConcreteOps`).
+
+    pre: 0 < request and 0 <= room_1 and 0 <= room_2 and 0 <= room_3
+    post: all_hold(ALLOCATION_PROPERTIES, __return__)
+    """
+    # crosshair: max_iterations=40
+    rooms = (room_1, room_2, room_3)
+    allowed, parts = allocate_units(request, rooms)
+    return Allocation(request, rooms, allowed, tuple(parts))
+
+
+def fill_waterfall(request: int, room_1: int, room_2: int, room_3: int) -> Allocation:
+    """`fill_units` over three layers; `allowed` records whether the rooms cover the request.
+
+    pre: 0 <= request and 0 <= room_1 and 0 <= room_2 and 0 <= room_3
+    post: all_hold(FILL_PROPERTIES, __return__)
+    """
+    # crosshair: max_iterations=40
+    rooms = (room_1, room_2, room_3)
+    parts = fill_units(request, rooms)
+    return Allocation(request, rooms, request <= room_1 + room_2 + room_3, tuple(parts))

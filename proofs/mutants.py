@@ -1,10 +1,13 @@
 """Named seeded bugs that the Z3 obligations must reject (a proof that cannot fail proves nothing).
 
-Each mutant is one source-text replacement in ledger/core/kernel.py (or in specs/ledger.py, to
-show that the spec bites). The mutated text is compiled into a fresh module, so the report shows
-exactly what changed, and `run()` discharges every obligation of proofs/z3proofs.py against it;
-the obligations that fail are the mutant's `killed_by`. An original text must occur exactly once
-in the current source (checked before loading), so a mutant can never silently become a no-op.
+Each mutant is one source-text replacement in ledger/core/kernel.py or ledger/metering/allocate.py
+(or in specs/ledger.py or specs/metering.py, to show that the spec bites). The mutated text is
+compiled into a fresh module, so the report shows exactly what changed, and `run()` discharges
+every obligation of the mutated file's family in proofs/z3proofs.py against it ("kernel" for
+kernel.py and specs/ledger.py, "allocation" for allocate.py and specs/metering.py: the other
+family never runs the mutated code); the obligations that fail are the mutant's `killed_by`. An
+original text must occur exactly once in the current source (checked before loading), so a mutant
+can never silently become a no-op.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from proofs.report import MutantOutcome
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = "ledger/core/kernel.py"
 SPEC = "specs/ledger.py"
+ALLOCATE = "ledger/metering/allocate.py"
+METERING_SPEC = "specs/metering.py"
+FAMILY = {KERNEL: "kernel", SPEC: "kernel", ALLOCATE: "allocation", METERING_SPEC: "allocation"}
+"""The obligation family that runs each mutable file (see proofs/z3proofs.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +202,75 @@ MUTANTS: tuple[Mutant, ...] = (
         "released = ops.ite(resolving, pre.p_amount, 0)",
         "released = ops.ite(resolving, 0, 0)",
     ),
+    # --- M3: the waterfall's allocation (ledger/metering/allocate.py, specs/metering.py) ---
+    Mutant(
+        "allocation_exact_fit_refused",
+        "`<=` turned into `<`: a request the layers cover exactly is refused (over-restrictive)",
+        ALLOCATE,
+        "allowed = request <= total",
+        "allowed = request < total",
+    ),
+    Mutant(
+        "allocation_total_off_by_one",
+        "the layers' total counts one unit more than they have, so a request one unit short is "
+        "allowed and then not fully covered",
+        ALLOCATE,
+        "total: Any = 0",
+        "total: Any = 1",
+    ),
+    Mutant(
+        "refused_decision_still_takes",
+        "the all-or-nothing `ite` is dropped: a refused decision still takes what the layers have",
+        ALLOCATE,
+        "ops.ite(allowed, part, 0)",
+        "part",
+    ),
+    Mutant(
+        "later_layer_drawn_first",
+        "the layers are drawn in reverse plan order (credits spent while the free allowance has "
+        "room); every part is within its room and they sum to the request",
+        ALLOCATE,
+        "fill(ops, request, rooms)",
+        "fill(ops, request, rooms[::-1])[::-1]",
+    ),
+    Mutant(
+        "take_above_room",
+        "`left < room` turned into `left > room`: a layer gives the larger of what is left and "
+        "its room, so it can give more than it has",
+        ALLOCATE,
+        "take = ops.ite(left < room, left, room)",
+        "take = ops.ite(left > room, left, room)",
+    ),
+    Mutant(
+        "partly_usable_layer_skipped",
+        "a layer that cannot cover all that is left gives nothing, so the rest spills past it "
+        "while it still has room",
+        ALLOCATE,
+        "take = ops.ite(left < room, left, room)",
+        "take = ops.ite(left < room, 0, room)",
+    ),
+    Mutant(
+        "left_not_decreased",
+        "what a layer gave is not subtracted, so every layer gives up to the whole request",
+        ALLOCATE,
+        "left = left - take",
+        "left = left",
+    ),
+    Mutant(
+        "whole_room_counted_as_used",
+        "a partly drawn layer is subtracted in full, so later layers get a negative part",
+        ALLOCATE,
+        "left = left - take",
+        "left = left - room",
+    ),
+    Mutant(
+        "spec_waterfall_ignores_draw",
+        "spec: waterfall_order demands every earlier layer be full even when a layer gives "
+        "nothing (the code rightly leaves later layers untouched)",
+        METERING_SPEC,
+        "ops.or_(parts[j] <= 0, ",
+        "ops.or_(parts[j] < 0, ",
+    ),
 )
 
 
@@ -234,13 +310,18 @@ def load(m: Mutant) -> types.ModuleType:
 
 
 def run_one(m: Mutant) -> MutantOutcome:
-    """Every Z3 obligation against mutant `m`; the failing ones are its killers."""
+    """Every Z3 obligation of `m`'s family against mutant `m`; the failing ones are its killers."""
     start = time.perf_counter()
     module = load(m)
+    family = (FAMILY[m.file],)
     if m.file == KERNEL:
-        outcomes = z3proofs.run(kernel_module=module)
+        outcomes = z3proofs.run(kernel_module=module, families=family)
+    elif m.file == SPEC:
+        outcomes = z3proofs.run(spec_module=module, families=family)
+    elif m.file == ALLOCATE:
+        outcomes = z3proofs.run(allocate_module=module, families=family)
     else:
-        outcomes = z3proofs.run(spec_module=module)
+        outcomes = z3proofs.run(metering_spec_module=module, families=family)
     killed_by = tuple(o.obligation for o in outcomes if not o.holds)
     return MutantOutcome(m.name, m.description, killed_by, time.perf_counter() - start)
 

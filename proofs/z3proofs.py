@@ -1,10 +1,12 @@
-"""Z3 proofs of the transition kernel itself (ledger/core/kernel.py run on Z3 terms).
+"""Z3 proofs of the transition kernel itself (ledger/core/kernel.py run on Z3 terms), and of the
+waterfall's allocation (ledger/metering/allocate.py run on Z3 terms).
 
-`run()` builds every obligation from the kernel functions `create_account`, `create_transfer`,
-`expire_pending` and `apply_chain`, called with `Z3Ops` on fully symbolic states (every map an SMT
-array, so the number of accounts and transfer ids is unbounded), and discharges each one: the
-negated goal must be unsat within the time-out (`unknown` is a failure), and each sanity formula
-must be sat together with the hypotheses (otherwise the obligation would hold vacuously).
+`run()` builds every kernel obligation from the kernel functions `create_account`,
+`create_transfer`, `expire_pending` and `apply_chain`, called with `Z3Ops` on fully symbolic states
+(every map an SMT array, so the number of accounts and transfer ids is unbounded), and discharges
+each one: the negated goal must be unsat within the time-out (`unknown` is a failure), and each
+sanity formula must be sat together with the hypotheses (otherwise the obligation would hold
+vacuously). The allocation obligations are discharged the same way.
 
 Obligations (see the modules for the statements):
 - proofs/obligations_invariants.py: Init => Inv and Inv(s) and Step => Inv(s') for every conjunct
@@ -13,8 +15,17 @@ Obligations (see the modules for the statements):
 - proofs/obligations_functional.py: the functional spec (accepted exactly when; effect; frame;
   a rejection changes only `failed`) for each step kind.
 - proofs/obligations_transitions.py: L4 idempotency, L5 two-phase transitions, L6 linked chains.
+- proofs/obligations_allocation.py: M3 waterfall order, proved of ledger/metering/allocate.py's
+  `allocate` and `fill` run on Z3 terms, for every layer count 1..8 (its own small trusted base
+  is in that module's docstring: no lemma, only the Ops shim, unbounded ints and the solver).
 
-Trusted base (assumed, not proved here):
+The obligations come in two families that share no code under test: "kernel"
+(ledger/core/kernel.py against specs/ledger.py, everything above but the last item) and
+"allocation" (ledger/metering/allocate.py against specs/metering.py). A seeded mutant of one
+family's files cannot change the other family's obligations, so proofs/mutants.py discharges only
+its own family.
+
+Trusted base of the kernel family (assumed, not proved here):
 - Lemma SUM-FRAME (the store lemma). For each sum below and any key x: if every argument map of
   the post-state equals the pre-state's outside a finite index set T, then
   sum(post, x) = sum(pre, x) + (sum over distinct i in T of c_post(i, x) - c_pre(i, x)).
@@ -38,7 +49,7 @@ Trusted base (assumed, not proved here):
   its column), each step gets a timestamp later than the state's and at most TIMESTAMP_MAX_NS,
   and an expiry is asked only for an id (0..ID_MAX) the driver read from the state.
 
-Not proved here (covered by the Hypothesis and differential tests, or the auditor):
+Not proved by the kernel family (covered by the Hypothesis and differential tests, or the auditor):
 - L3 for posted totals (totals == fold of the journal): the kernel keeps no journal. Only the
   pending part is proved (S.*_pending_is_sum_of_pending: pending totals == sum of live holds).
 - The batch driver (reference.py, engine.py): chain splitting, LINKED_EVENT_CHAIN_OPEN, the expiry
@@ -58,6 +69,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Collection
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -65,6 +77,7 @@ from typing import Any
 import z3
 
 from ledger.core.results import Result
+from proofs.obligations_allocation import allocation_obligations
 from proofs.obligations_base import (
     Obligation,
     account_step,
@@ -86,6 +99,10 @@ TIMEOUT_MS = 20_000
 """Per solver call; a time-out is `unknown`, which is a failure."""
 
 
+FAMILIES = ("kernel", "allocation")
+"""The obligation families, in report order (see the module docstring)."""
+
+
 def _default_modules(
     kernel_module: ModuleType | None, spec_module: ModuleType | None
 ) -> tuple[ModuleType, ModuleType]:
@@ -96,9 +113,31 @@ def _default_modules(
 
 
 def obligations(
+    kernel_module: ModuleType | None = None,
+    spec_module: ModuleType | None = None,
+    allocate_module: ModuleType | None = None,
+    metering_spec_module: ModuleType | None = None,
+    families: Collection[str] = FAMILIES,
+) -> list[Obligation]:
+    """Every obligation of the chosen families, built from the given modules (default: the real
+    ones: ledger.core.kernel, specs.ledger, ledger.metering.allocate, specs.metering)."""
+    unknown = set(families) - set(FAMILIES)
+    if unknown:
+        raise ValueError(f"unknown obligation families {sorted(unknown)}; known: {FAMILIES}")
+    found: list[Obligation] = []
+    if "kernel" in families:
+        found += kernel_obligations(kernel_module, spec_module)
+    if "allocation" in families:
+        found += allocation_obligations(allocate_module, metering_spec_module)
+    names = [o.name for o in found]
+    assert len(names) == len(set(names)), "obligation names must be unique"
+    return found
+
+
+def kernel_obligations(
     kernel_module: ModuleType | None = None, spec_module: ModuleType | None = None
 ) -> list[Obligation]:
-    """Every obligation, built from the given kernel and spec modules (default: the real ones)."""
+    """The kernel family: invariants, functional spec and transitions of ledger/core/kernel.py."""
     kernel, spec = _default_modules(kernel_module, spec_module)
     conjuncts = invariant(spec)
     steps = [
@@ -112,8 +151,6 @@ def obligations(
     found += [frame_obligation(step, map_fields(kernel)) for step in steps]
     found += functional_obligations(kernel, spec, steps)
     found += transition_obligations(kernel, steps)
-    names = [o.name for o in found]
-    assert len(names) == len(set(names)), "obligation names must be unique"
     return found
 
 
@@ -122,13 +159,16 @@ def run(
     kernel_module: ModuleType | None = None,
     spec_module: ModuleType | None = None,
     timeout_ms: int = TIMEOUT_MS,
+    allocate_module: ModuleType | None = None,
+    metering_spec_module: ModuleType | None = None,
+    families: Collection[str] = FAMILIES,
 ) -> list[Outcome]:
-    """Discharge every obligation; one `Outcome` each, in a stable order. `kernel_module` and
-    `spec_module` (default: ledger.core.kernel and specs.ledger) let seeded mutants run the same
-    obligations; `smt_dir` receives each check's SMT-LIB."""
+    """Discharge every obligation of the chosen families; one `Outcome` each, in a stable order.
+    The module arguments (default: the real ones) let seeded mutants run the same obligations;
+    `smt_dir` receives each check's SMT-LIB."""
     if smt_dir is not None:
         smt_dir.mkdir(parents=True, exist_ok=True)
-    found = obligations(kernel_module, spec_module)
+    found = obligations(kernel_module, spec_module, allocate_module, metering_spec_module, families)
     sanity_cache: dict[Any, str] = {}
     return [discharge(o, smt_dir, timeout_ms, sanity_cache) for o in found]
 

@@ -24,12 +24,18 @@ CLOSED = 1 << 4
 
 
 class AccountLike(Protocol):
-    flags: int
-    ledger: int
-    debits_pending: int
-    debits_posted: int
-    credits_pending: int
-    credits_posted: int
+    @property
+    def flags(self) -> int: ...
+    @property
+    def ledger(self) -> int: ...
+    @property
+    def debits_pending(self) -> int: ...
+    @property
+    def debits_posted(self) -> int: ...
+    @property
+    def credits_pending(self) -> int: ...
+    @property
+    def credits_posted(self) -> int: ...
 
 
 # --- L1 no negative balance; L7 bounds (one account) -----------------------------------------
@@ -99,19 +105,29 @@ PENDING, POST_PENDING, VOID_PENDING = 1 << 1, 1 << 2, 1 << 3
 
 
 class TransferLike(Protocol):
-    id: int
-    debit_account_id: int
-    credit_account_id: int
-    amount: int
-    pending_id: int
-    flags: int
-    timestamp: int
+    @property
+    def id(self) -> int: ...
+    @property
+    def debit_account_id(self) -> int: ...
+    @property
+    def credit_account_id(self) -> int: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def pending_id(self) -> int: ...
+    @property
+    def flags(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
 
 
 class ExpiryLike(Protocol):
-    pending_id: int
-    amount: int
-    timestamp: int
+    @property
+    def pending_id(self) -> int: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
 
 
 def replay_totals(

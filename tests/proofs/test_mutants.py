@@ -1,4 +1,7 @@
-"""Every seeded bug is rejected by the Z3 obligations, and no mutant can silently be a no-op."""
+"""Every seeded bug is rejected by the Z3 obligations, and no mutant can silently be a no-op.
+
+The allocation mutants (ledger/metering/allocate.py, specs/metering.py) are rejected by the M3
+obligations of proofs/obligations_allocation.py."""
 
 from __future__ import annotations
 
@@ -27,8 +30,10 @@ def test_the_list_is_long_and_names_are_unique() -> None:
     assert len(MUTANTS) >= 12
     assert len(set(NAMES)) == len(NAMES)
     for m in MUTANTS:
-        assert m.description and m.file in (mutants.KERNEL, mutants.SPEC)
+        assert m.description and m.file in mutants.FAMILY
         assert m.original != m.replacement
+    allocation = [m for m in MUTANTS if m.file in (mutants.ALLOCATE, mutants.METERING_SPEC)]
+    assert len([m for m in allocation if m.file == mutants.ALLOCATE]) >= 4
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -48,6 +53,32 @@ def test_the_over_restrictive_guard_is_killed_only_by_the_functional_spec() -> N
     # but check that the mutant still means what its name says.
     killers = outcome("guard_over_restrictive").killed_by
     assert killers and all(k.startswith("spec.") for k in killers)
+
+
+ALLOCATION_NAMES = [m.name for m in MUTANTS if mutants.FAMILY[m.file] == "allocation"]
+
+
+@pytest.mark.parametrize("name", ALLOCATION_NAMES)
+def test_allocation_mutant_is_rejected_by_an_m3_obligation(name: str) -> None:
+    killers = outcome(name).killed_by
+    assert killers and all(k.startswith("M3.") for k in killers), killers
+
+
+def test_drawing_layers_out_of_order_is_killed_only_by_waterfall_order() -> None:
+    # Every part within its room and the parts summing to the request: only M3 (b) sees that
+    # the credits were spent while the allowance still had room.
+    killers = outcome("later_layer_drawn_first").killed_by
+    assert killers and all(".waterfall_order." in k for k in killers)
+    assert {k.removeprefix("M3.allocate.waterfall_order.") for k in killers} == {
+        f"{n}_layers" for n in range(2, 9)
+    }
+
+
+def test_refusing_an_exact_fit_is_killed_only_by_all_or_nothing() -> None:
+    # An over-restrictive allocation keeps every safety property; only "allowed exactly when
+    # the layers cover the request" rejects it.
+    killers = outcome("allocation_exact_fit_refused").killed_by
+    assert killers and all(k.startswith("M3.allocate.all_or_nothing.") for k in killers)
 
 
 def test_a_mutant_that_does_not_apply_is_refused() -> None:
