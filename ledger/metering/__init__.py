@@ -1,11 +1,13 @@
-"""The access engine: plans, rate windows, the decision waterfall and completion.
+"""The access engine: plans, rate windows, the decision waterfall, completion and settlement.
 
-    meter = Meter(store)                      # any ledger Store; MemoryWindows by default
-    meter.publish_plan(load_plan("plan.toml"))
-    meter.publish_prices(load_price_book("prices.toml"))
-    meter.add_customer("alice", "pro", now)
-    decision = meter.decide("alice", "codex.task", 120, "req-1", now)
-    meter.complete(decision.decision_id, 97, later)
+Example (times are integer nanoseconds; money is integer micro-credits):
+
+>>> meter = Meter(store)  # any ledger Store; MemoryWindows unless given RedisWindows
+>>> meter.publish_plan(load_plan("plan.toml"))
+>>> meter.publish_prices(load_price_book("prices.toml"))
+>>> meter.add_customer("alice", "pro", now)
+>>> decision = meter.decide("alice", "codex.task", 120, "req-1", now)
+>>> completion = meter.complete(decision.decision_id, 97, later)
 """
 
 from ledger.metering.decision import Charge, Completion, Consulted, Decision, Part, Reason, Unblock

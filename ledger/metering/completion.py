@@ -44,6 +44,18 @@ def monetization_id(decision_id: int, layer: str) -> int:
     return derive_id("monetization", decision_id, layer)
 
 
+class _Ids(dict[str, int]):
+    """Monetization ids of one decision's layers, derived once each."""
+
+    def __init__(self, decision_id: int) -> None:
+        super().__init__()
+        self.decision_id = decision_id
+
+    def __missing__(self, layer: str) -> int:
+        self[layer] = value = monetization_id(self.decision_id, layer)
+        return value
+
+
 class Book:
     """Collects a completion's ledger events and charges before they are applied as one chain."""
 
@@ -55,6 +67,7 @@ class Book:
         self.released_units = 0
         self.released_amount = 0
         self.written_off = 0
+        self.ids = _Ids(decision.decision_id)
 
     def free_release(self, part: Part, units: int) -> None:
         if units:
@@ -68,7 +81,7 @@ class Book:
 
     def resolve(self, part: Part, keep: int) -> None:
         """Post what is kept of a live hold (the ledger releases the rest) or void it."""
-        d, mid = self.d, monetization_id(self.d.decision_id, part.layer)
+        d, mid = self.d, self.ids[part.layer]
         flags = _POST if keep else _VOID
         self.events.append(
             Transfer(
@@ -116,7 +129,7 @@ class Book:
             amount=units * d.price,
             ledger=acc.LEDGER,
             code=int(code),
-            user_data=monetization_id(d.decision_id, layer),
+            user_data=self.ids[layer],
         )
 
     def _charge(self, layer: str, units: int, account_id: int, *, free: bool = False) -> None:
@@ -126,7 +139,7 @@ class Book:
 
     def completion(self, actual: int) -> Completion:
         charges = tuple(
-            Charge(layer, u, amount, monetization_id(self.d.decision_id, layer), account)
+            Charge(layer, u, amount, self.ids[layer], account)
             for layer, (u, amount, account) in self._charges.items()
         )
         assert sum(c.units for c in charges) == actual  # M6: every used unit is monetized once

@@ -11,8 +11,8 @@ from ledger.core.limits import ID_MAX
 
 def derive_id(*parts: str | int) -> int:
     """A 63-bit id from the parts, never 0 and never ID_MAX; collisions are ~2^-63 per pair.
-    Each part is length-prefixed, so no two different part lists hash the same bytes."""
-    data = "/".join([f"{len(s)}:{s}" for s in map(str, parts)]).encode()
-    digest = hashlib.blake2b(data, digest_size=8, person=b"tollgate-id").digest()
+    The tuple's repr quotes and escapes every string, so no two different part lists hash
+    the same bytes."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8, person=b"tollgate-id").digest()
     value = int.from_bytes(digest, "big") & ID_MAX
     return value if 0 < value < ID_MAX else 1 + value % (ID_MAX - 1)

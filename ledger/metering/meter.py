@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ledger.core.flags import TransferFlags
 from ledger.core.limits import AMOUNT_MAX, ID_MAX, TIMEOUT_MAX_SECONDS
@@ -621,6 +621,12 @@ class Meter:
         return settlement.report_usage(
             self, customer, feature, units, key, decision_id, occurred_at, now
         )
+
+    def report_usage_batch(
+        self, reports: Sequence[dict[str, Any]], now: int
+    ) -> list[settlement.Report | MeteringError]:
+        """Many usage reports in one transaction; each gets its Report or its error."""
+        return settlement.report_usage_batch(self, reports, now)
 
     def settle_pending(self, worker: str, now: int, *, limit: int = 1000) -> int:
         """Claim and settle up to `limit` reported usage events; returns how many."""

@@ -84,7 +84,26 @@ def decision_from_json(text: str) -> Decision:
 
 
 def completion_to_json(c: Completion) -> str:
-    return json.dumps(asdict(c), separators=(",", ":"))
+    body = {
+        "decision_id": c.decision_id,
+        "actual_units": c.actual_units,
+        "usage_id": c.usage_id,
+        "charges": [
+            {
+                "layer": x.layer,
+                "units": x.units,
+                "amount": x.amount,
+                "monetization_id": x.monetization_id,
+                "account_id": x.account_id,
+            }
+            for x in c.charges
+        ],
+        "released_units": c.released_units,
+        "released_amount": c.released_amount,
+        "written_off": c.written_off,
+        "transfer_ids": list(c.transfer_ids),
+    }
+    return json.dumps(body, separators=(",", ":"))
 
 
 def completion_from_json(text: str) -> Completion:

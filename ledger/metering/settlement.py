@@ -11,7 +11,8 @@ or on another worker, writes nothing new (M2).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -77,20 +78,40 @@ def report_usage(
         "decision_id": decision_id,
         "occurred_at": occurred_at,
     }
-    shape = _shape_problem(body)
-    if shape is not None:
-        _reject(meter, body, "invalid", now)
-        raise InvalidRequestError(shape[0], f"{shape[1]} (usage recorded as rejected)")
-    outcome: list[Report | UsageRejectedError] = []
-    meter.tables.write(
-        meter.store, now, lambda cur: outcome.append(_record_usage(meter, cur, body, now))
-    )
-    if isinstance(outcome[0], UsageRejectedError):
-        raise outcome[0]
-    return outcome[0]
+    [outcome] = report_usage_batch(meter, [body], now)
+    if isinstance(outcome, MeteringError):
+        raise outcome
+    return outcome
+
+
+def report_usage_batch(
+    meter: Meter, bodies: Sequence[dict[str, Any]], now: int
+) -> list[Report | MeteringError]:
+    """Record many usage reports in one transaction: for each, its Report or the error that
+    refused it (every refusal is recorded as a rejection). Each body has the keys customer,
+    feature, units, key, decision_id and occurred_at."""
+    outcomes: list[Report | MeteringError] = []
+
+    def write(cur: Cursor) -> None:
+        outcomes.clear()
+        for body in bodies:
+            shape = _shape_problem(body)
+            if shape is None:
+                outcomes.append(_record_usage(meter, cur, body, now))
+                continue
+            meter.tables.reject(cur, _rejection(body, "invalid", now))
+            outcomes.append(
+                InvalidRequestError(shape[0], f"{shape[1]} (usage recorded as rejected)")
+            )
+
+    meter.tables.write(meter.store, now, write)
+    return outcomes
 
 
 def _shape_problem(body: dict[str, Any]) -> tuple[str, str] | None:
+    missing = {"customer", "feature", "units", "key", "decision_id", "occurred_at"} - set(body)
+    if missing:
+        return sorted(missing)[0], "is missing"
     for field, low, high in (
         ("units", 0, UNITS_MAX),
         ("decision_id", 1, 2**63 - 2),
@@ -179,11 +200,6 @@ def _rejection(body: dict[str, Any], reason: str, now: int) -> Rejection:
     )
 
 
-def _reject(meter: Meter, body: dict[str, Any], reason: str, now: int) -> None:
-    rejection = _rejection(body, reason, now)
-    meter.tables.write(meter.store, now, lambda cur: meter.tables.reject(cur, rejection))
-
-
 # -- settlement ------------------------------------------------------------------------------
 
 
@@ -236,30 +252,24 @@ def _settle_batch(meter: Meter, usage_ids: Sequence[int], now: int) -> list[Comp
     committed: list[Completion] = []
 
     def build(view: TxView) -> tuple[list[Transfer], Then]:
-        settling.clear()
-        funds = _Funds(view)
+        settling[:] = _prepare(meter, view, usage_ids, now)
         events: list[Transfer] = []
-        for usage_id in usage_ids:
-            item = _prepare(meter, view, funds, usage_id, now)
-            if item is None:
-                continue
+        for item in settling:
             item.first = len(events)
             events += _chained(item.book.events if item.book else [])
-            settling.append(item)
         return events, then
 
     def then(results: list[Result], cur: Cursor) -> None:
         if any(r not in _SETTLED for r in results):
             raise Rollback
-        committed.clear()
-        for item in settling:
-            meter.tables.settled(cur, item.usage.id)
-            if item.book is None:
-                continue
-            completion = replace(item.book.completion(item.usage.units), usage_id=item.usage.id)
-            meter.tables.insert_monetization(cur, _monetization(item, completion))
-            meter.tables.put_completion(cur, completion)
-            committed.append(completion)
+        committed[:] = [
+            replace(item.book.completion(item.usage.units), usage_id=item.usage.id)
+            for item in settling
+            if item.book is not None
+        ]
+        by_decision = {item.decision.decision_id: item for item in settling}
+        rows = [m for c in committed for m in _monetization(by_decision[c.decision_id], c)]
+        meter.tables.record_settlements(cur, [i.usage.id for i in settling], committed, rows)
 
     with meter.lock:
         results = meter.store.transact(now, build)
@@ -280,21 +290,27 @@ def _chained(events: list[Transfer]) -> list[Transfer]:
     ]
 
 
-def _prepare(
-    meter: Meter, view: TxView, funds: _Funds, usage_id: int, now: int
-) -> _Settling | None:
-    cur = view.cursor
-    usage = meter.tables.usage_by_id(cur, usage_id)
-    if usage is None:
-        return None
-    decision = meter.tables.decision_by_id(cur, usage.decision_id)
-    assert decision is not None, f"usage {usage_id} names no decision"
-    if meter.tables.completion(cur, decision.decision_id) is not None:
-        return _Settling(usage, decision, None)
-    return _Settling(usage, decision, _book(meter, view, funds, decision, usage.units, now))
+def _prepare(meter: Meter, view: TxView, usage_ids: Sequence[int], now: int) -> list[_Settling]:
+    """Read everything the batch needs in a few queries, then book each settlement in turn
+    (funds kept current across the batch)."""
+    inputs = meter.tables.settlement_inputs(view.cursor, usage_ids)
+    holds = [p.transfer_id for _, d, done in inputs if not done for p in d.parts if p.transfer_id]
+    statuses = view.pending_statuses(holds)
+    funds = _Funds(view)
+    return [
+        _Settling(u, d, None if done else _book(meter, statuses, funds, d, u.units, now))
+        for u, d, done in inputs
+    ]
 
 
-def _book(meter: Meter, view: TxView, funds: _Funds, d: Decision, actual: int, now: int) -> Book:
+def _book(
+    meter: Meter,
+    statuses: dict[int, PendingStatus],
+    funds: _Funds,
+    d: Decision,
+    actual: int,
+    now: int,
+) -> Book:
     """What completing `d` with `actual` units at `now` writes (M1, M4)."""
     book = Book(d)
     excess = excess_units(d.parts, actual)
@@ -302,7 +318,7 @@ def _book(meter: Meter, view: TxView, funds: _Funds, d: Decision, actual: int, n
         if not part.transfer_id:
             book.free_release(part, part.units - keep)
             book.free_kept(part.layer, keep)
-        elif view.pending_status(part.transfer_id) is not PendingStatus.PENDING:
+        elif statuses[part.transfer_id] is not PendingStatus.PENDING:
             excess += keep  # the hold lapsed: what it would have posted is charged afresh
         else:
             book.resolve(part, keep)
@@ -393,3 +409,50 @@ def settle_pending(
     if claimed:
         settle(meter, claimed, now)
     return len(claimed)
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """What a settlement worker did: events settled, batches, seconds, and the lag (ns from
+    the oldest unsettled event's occurred_at to now) when it last looked."""
+
+    settled: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    lag_ns: int | None = None
+
+    @property
+    def per_second(self) -> float:
+        return self.settled / self.seconds if self.seconds else 0.0
+
+
+def run_worker(
+    meter: Meter,
+    worker: str,
+    clock: Callable[[], int],
+    *,
+    limit: int = 1000,
+    lease_ns: int = 30 * 10**9,
+    until_idle: bool = True,
+    stop: Callable[[], bool] = lambda: False,
+    idle: Callable[[], None] = lambda: None,
+) -> WorkerStats:
+    """Stream the outbox: claim, settle, repeat. Returns when the outbox is empty (with
+    `until_idle`) or when `stop()` says so; `idle()` runs between empty polls (e.g. a sleep).
+    Safe to run in any number of processes and to kill at any moment: what a killed worker
+    held is claimed again once its lease runs out, and settling twice writes nothing twice."""
+    stats = WorkerStats()
+    started = time.perf_counter()
+    while not stop():
+        count = settle_pending(meter, worker, clock(), limit=limit, lease_ns=lease_ns)
+        stats.settled += count
+        stats.batches += 1 if count else 0
+        if count:
+            continue
+        backlog, oldest = meter.backlog()
+        stats.lag_ns = None if oldest is None else max(0, clock() - oldest)
+        if backlog == 0 and until_idle:
+            break
+        idle()
+    stats.seconds = time.perf_counter() - started
+    return stats

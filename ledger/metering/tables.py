@@ -6,8 +6,8 @@ so a decision and its holds, or a settlement and its transfers, commit together.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple, Protocol
 
 from ledger.metering.decision import Completion, Decision
 from ledger.metering.records import (
@@ -28,7 +28,8 @@ SCHEMA = (
         kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, key))""",
     """CREATE TABLE IF NOT EXISTS decisions (
         decision_id BIGINT PRIMARY KEY, customer TEXT NOT NULL, key TEXT NOT NULL,
-        allowed INTEGER NOT NULL, body TEXT NOT NULL, UNIQUE (customer, key))""",
+        allowed INTEGER NOT NULL, units BIGINT NOT NULL, rooms TEXT NOT NULL,
+        took TEXT NOT NULL, body TEXT NOT NULL, UNIQUE (customer, key))""",
     """CREATE TABLE IF NOT EXISTS completions (
         decision_id BIGINT PRIMARY KEY, usage_id BIGINT NOT NULL, actual_units BIGINT NOT NULL,
         body TEXT NOT NULL)""",
@@ -83,6 +84,20 @@ class MeterTables(Protocol):
         first, now held by `worker` until `now + lease`."""
 
     def settled(self, cur: Cursor, usage_id: int) -> None: ...
+    def settlement_inputs(
+        self, cur: Cursor, usage_ids: Sequence[int]
+    ) -> list[tuple[UsageEvent, Decision, bool]]:
+        """For each usage event that exists: it, its decision, and whether it was settled."""
+
+    def record_settlements(
+        self,
+        cur: Cursor,
+        done: Sequence[int],
+        completions: Sequence[Completion],
+        monetization: Sequence[Monetization],
+    ) -> None:
+        """Drop `done` from the outbox and write the completions and monetization events."""
+
     def insert_monetization(self, cur: Cursor, rows: list[Monetization]) -> None: ...
     def backlog(self, cur: Cursor) -> tuple[int, int | None]:
         """(unsettled usage events, oldest unsettled occurred_at)."""
@@ -93,6 +108,23 @@ class MeterTables(Protocol):
     def all_rejections(self, cur: Cursor) -> Iterator[Rejection]: ...
     def all_completions(self, cur: Cursor) -> Iterator[Completion]: ...
     def all_decisions(self, cur: Cursor) -> Iterator[Decision]: ...
+    def all_allocations(self, cur: Cursor) -> Iterator[Allocation]:
+        """Per decision: id, units asked, allowed, and each consulted layer's room and take."""
+
+    def all_completion_keys(self, cur: Cursor) -> list[tuple[int, int]]:
+        """(decision_id, usage_id) of every completion."""
+
+
+class Allocation(NamedTuple):
+    decision_id: int
+    units: int
+    allowed: bool
+    rooms: tuple[int, ...]
+    took: tuple[int, ...]
+
+
+def _numbers(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",")) if text else ()
 
 
 class MemoryTables:
@@ -173,6 +205,27 @@ class MemoryTables:
     def settled(self, cur: Cursor, usage_id: int) -> None:
         self.outbox.pop(usage_id, None)
 
+    def settlement_inputs(
+        self, cur: Cursor, usage_ids: Sequence[int]
+    ) -> list[tuple[UsageEvent, Decision, bool]]:
+        found = [self.usage[i] for i in usage_ids if i in self.usage]
+        return [
+            (u, self.decisions[u.decision_id], u.decision_id in self.completions) for u in found
+        ]
+
+    def record_settlements(
+        self,
+        cur: Cursor,
+        done: Sequence[int],
+        completions: Sequence[Completion],
+        monetization: Sequence[Monetization],
+    ) -> None:
+        for usage_id in done:
+            self.settled(cur, usage_id)
+        for c in completions:
+            self.put_completion(cur, c)
+        self.insert_monetization(cur, list(monetization))
+
     def insert_monetization(self, cur: Cursor, rows: list[Monetization]) -> None:
         for row in rows:
             self.monetization.setdefault(row.id, row)
@@ -198,6 +251,21 @@ class MemoryTables:
 
     def all_decisions(self, cur: Cursor) -> Iterator[Decision]:
         return iter(sorted(self.decisions.values(), key=lambda d: d.decision_id))
+
+    def all_allocations(self, cur: Cursor) -> Iterator[Allocation]:
+        return (
+            Allocation(
+                d.decision_id,
+                d.units,
+                d.allowed,
+                tuple(c.room for c in d.consulted),
+                tuple(c.took for c in d.consulted),
+            )
+            for d in self.all_decisions(cur)
+        )
+
+    def all_completion_keys(self, cur: Cursor) -> list[tuple[int, int]]:
+        return sorted((c.decision_id, c.usage_id) for c in self.completions.values())
 
 
 class SqlTables:
@@ -238,10 +306,19 @@ class SqlTables:
     def put_decision(self, cur: Cursor, d: Decision) -> None:
         cur.execute(
             self._q(
-                "INSERT INTO decisions (decision_id, customer, key, allowed, body) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+                "INSERT INTO decisions (decision_id, customer, key, allowed, units, rooms, took, "
+                "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
             ),
-            (d.decision_id, d.customer, d.key, int(d.allowed), decision_to_json(d)),
+            (
+                d.decision_id,
+                d.customer,
+                d.key,
+                int(d.allowed),
+                d.units,
+                ",".join(str(c.room) for c in d.consulted),
+                ",".join(str(c.took) for c in d.consulted),
+                decision_to_json(d),
+            ),
         )
 
     def _decision(self, cur: Cursor, where: str, params: tuple[object, ...]) -> Decision | None:
@@ -329,6 +406,51 @@ class SqlTables:
     def settled(self, cur: Cursor, usage_id: int) -> None:
         cur.execute(self._q("DELETE FROM outbox WHERE usage_id = ?"), (usage_id,))
 
+    def _in(self, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
+        if self.skip_locked:  # PostgreSQL: one array parameter
+            return f"{column} = ANY(%s)", [list(ids)]
+        return f"{column} IN ({', '.join('?' * len(ids))})", list(ids)
+
+    def settlement_inputs(
+        self, cur: Cursor, usage_ids: Sequence[int]
+    ) -> list[tuple[UsageEvent, Decision, bool]]:
+        if not usage_ids:
+            return []
+        where, params = self._in("u.id", usage_ids)
+        columns = ", ".join(f"u.{c.strip()}" for c in USAGE_COLUMNS.split(","))
+        cur.execute(
+            f"SELECT {columns}, d.body, c.decision_id FROM usage_events u "
+            "JOIN decisions d ON d.decision_id = u.decision_id "
+            f"LEFT JOIN completions c ON c.decision_id = u.decision_id WHERE {where}",
+            params,
+        )
+        rows = {int(r[0]): r for r in cur.fetchall()}
+        return [
+            (UsageEvent(*rows[i][:8]), decision_from_json(rows[i][8]), rows[i][9] is not None)
+            for i in usage_ids
+            if i in rows
+        ]
+
+    def record_settlements(
+        self,
+        cur: Cursor,
+        done: Sequence[int],
+        completions: Sequence[Completion],
+        monetization: Sequence[Monetization],
+    ) -> None:
+        cur.executemany(self._q("DELETE FROM outbox WHERE usage_id = ?"), [(i,) for i in done])
+        cur.executemany(
+            self._q(
+                "INSERT INTO completions (decision_id, usage_id, actual_units, body) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+            ),
+            [
+                (c.decision_id, c.usage_id, c.actual_units, completion_to_json(c))
+                for c in completions
+            ],
+        )
+        self.insert_monetization(cur, list(monetization))
+
     def insert_monetization(self, cur: Cursor, rows: list[Monetization]) -> None:
         cur.executemany(
             self._q(
@@ -383,6 +505,17 @@ class SqlTables:
     def all_decisions(self, cur: Cursor) -> Iterator[Decision]:
         cur.execute("SELECT body FROM decisions ORDER BY decision_id")
         return (decision_from_json(row[0]) for row in cur.fetchall())
+
+    def all_allocations(self, cur: Cursor) -> Iterator[Allocation]:
+        cur.execute("SELECT decision_id, units, allowed, rooms, took FROM decisions")
+        return (
+            Allocation(int(i), int(u), bool(a), _numbers(r), _numbers(t))
+            for i, u, a, r, t in cur.fetchall()
+        )
+
+    def all_completion_keys(self, cur: Cursor) -> list[tuple[int, int]]:
+        cur.execute("SELECT decision_id, usage_id FROM completions")
+        return [(int(d), int(u)) for d, u in cur.fetchall()]
 
 
 def tables_for(store: Store) -> MeterTables:

@@ -58,6 +58,10 @@ class TxView(Protocol):
         """As the batch will find it: a pending transfer due by the batch's time has expired."""
         ...
 
+    def pending_statuses(self, ids: Sequence[int]) -> dict[int, PendingStatus]:
+        """`pending_status` of each of `ids` (NONE for unknown ids), in one read."""
+        ...
+
 
 Build = Callable[[TxView], tuple[Sequence[Account | Transfer], Then | None]]
 
@@ -107,6 +111,10 @@ class Store(ABC):
     @abstractmethod
     def failed_ids(self) -> frozenset[int]:
         """Ids remembered as failed with a transient result."""
+
+    def verified_journal(self) -> tuple[list[Account | Transfer | Expiry], ChainReport]:
+        """The journal and its chain's verification, from one read where the store can."""
+        return list(self.journal()), self.verify_chain()
 
     @abstractmethod
     def verify_chain(self) -> ChainReport:

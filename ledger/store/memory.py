@@ -108,3 +108,6 @@ class _View:
 
     def pending_status(self, transfer_id: int) -> PendingStatus:
         return self._ledger.pending_status_at(transfer_id, self._now)
+
+    def pending_statuses(self, ids: Sequence[int]) -> dict[int, PendingStatus]:
+        return {i: self._ledger.pending_status_at(i, self._now) for i in ids}

@@ -301,10 +301,13 @@ class SqlStore(Store):
         return rows
 
     def verify_chain(self) -> ChainReport:
+        return self.verified_journal()[1]
+
+    def verified_journal(self) -> tuple[list[Account | Transfer | Expiry], ChainReport]:
         with self._read_cursor() as cur:  # the head and the rows from one snapshot
             _, head = self._clock(cur)
             rows = self._journal_rows(cur)
-        return chain.verify(rows, head)
+        return [entry for entry, _ in rows], chain.verify(rows, head)
 
 
 class _Loaded:
@@ -329,17 +332,26 @@ class _View:
         return [found[i] for i in ids if i in found]
 
     def pending_status(self, transfer_id: int) -> PendingStatus:
-        p = self._store.placeholder
-        self.cursor.execute(
-            f"SELECT status, expires_at FROM transfers WHERE id = {p}", (transfer_id,)
-        )
-        row = self.cursor.fetchone()
-        if row is None:
-            return PendingStatus.NONE
-        status, expires_at = PendingStatus(row[0]), row[1]
-        if status is PendingStatus.PENDING and expires_at is not None and expires_at <= self._now:
-            return PendingStatus.EXPIRED
-        return status
+        return self.pending_statuses([transfer_id])[transfer_id]
+
+    def pending_statuses(self, ids: Sequence[int]) -> dict[int, PendingStatus]:
+        found = {i: PendingStatus.NONE for i in ids}
+        storable = _storable(ids)
+        if storable:
+            where, params = self._store._matching("id", storable)
+            self.cursor.execute(
+                f"SELECT id, status, expires_at FROM transfers WHERE {where}", params
+            )
+            for transfer_id, status, expires_at in self.cursor.fetchall():
+                found[transfer_id] = _status_at(PendingStatus(status), expires_at, self._now)
+        return found
+
+
+def _status_at(status: PendingStatus, expires_at: int | None, now: int) -> PendingStatus:
+    """A pending transfer due by `now` has expired (the batch at `now` expires it first)."""
+    if status is PendingStatus.PENDING and expires_at is not None and expires_at <= now:
+        return PendingStatus.EXPIRED
+    return status
 
 
 def _transfer_values(t: Sequence[int], digest: bytes) -> tuple[Any, ...]:

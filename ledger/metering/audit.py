@@ -1,0 +1,250 @@
+"""`tollgate audit`: check the three datasets and the ledger on the data itself.
+
+Reads everything once, evaluates L1-L7 (specs/ledger.py) and M1-M6 (specs/metering.py) on the
+rows, verifies the journal's hash chain, rebuilds every balance from the journal, and reports
+counts, totals and every discrepancy with the ids it concerns. The same predicates the proofs
+and tests use; nothing here re-states a rule.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from ledger.core.types import Account, Expiry, Transfer
+from ledger.metering import accounts as acc
+from ledger.metering.accounts import Code
+from ledger.metering.ids import derive_id
+from ledger.metering.records import Monetization, UsageEvent
+from ledger.metering.tables import Allocation, MeterTables, tables_for
+from ledger.store.base import Store
+from ledger.store.chain import ChainReport
+from specs import ledger as ledger_spec
+from specs import metering as metering_spec
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    counts: dict[str, int]
+    totals: dict[str, int]
+    discrepancies: tuple[str, ...]
+    backlog: int
+    oldest_unsettled: int | None
+    chain_ok: bool
+    seconds: float = 0.0
+    checks: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.discrepancies
+
+    @property
+    def rows(self) -> int:
+        return sum(self.counts.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "counts": self.counts,
+            "totals": self.totals,
+            "unsettled": {"count": self.backlog, "oldest_occurred_at": self.oldest_unsettled},
+            "hash_chain_ok": self.chain_ok,
+            "checks": list(self.checks),
+            "discrepancies": list(self.discrepancies),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(slots=True)
+class _Data:
+    accounts: list[Account]
+    transfers: list[Transfer]
+    expiries: list[Expiry]
+    failed: frozenset[int]
+    usage: list[UsageEvent]
+    monetization: list[Monetization]
+    completions: list[tuple[int, int]]  # (decision_id, usage_id)
+    allocations: list[Allocation]
+    rejections: int
+    outbox: frozenset[int]
+    chain: ChainReport
+
+
+CHECKS = (
+    "L1 L7 accounts within limits",
+    "L2 double entry per ledger",
+    "L3 balances rebuilt from the journal",
+    "L4 L5 L7 journal (ids once, two-phase, bounds)",
+    "L4 no transfer both stored and remembered as failed",
+    "hash chain",
+    "M1 debits equal usage",
+    "M2 settled once, derived ids",
+    "M3 recorded decisions follow the waterfall",
+    "M4 write-offs recorded and counted",
+    "M6 usage, monetization and transfers reconcile",
+)
+
+
+def audit(store: Store, tables: MeterTables | None = None) -> AuditReport:
+    started = time.perf_counter()
+    tables = tables or tables_for(store)
+    data = _load(store, tables)
+    problems = _ledger_problems(data) + _metering_problems(data)
+    chain = data.chain
+    if not chain.ok:
+        problems.append(f"hash chain: {chain.problem} at {chain.first_bad}")
+    backlog, oldest = tables.read(store, tables.backlog)
+    return AuditReport(
+        counts=_counts(data),
+        totals=_totals(data),
+        discrepancies=tuple(problems),
+        backlog=backlog,
+        oldest_unsettled=oldest,
+        chain_ok=chain.ok,
+        seconds=time.perf_counter() - started,
+        checks=CHECKS,
+    )
+
+
+def _load(store: Store, tables: MeterTables) -> _Data:
+    accounts: list[Account] = []
+    transfers: list[Transfer] = []
+    expiries: list[Expiry] = []
+    journal, chain = store.verified_journal()
+    for entry in journal:
+        if isinstance(entry, Account):
+            accounts.append(entry)
+        elif isinstance(entry, Transfer):
+            transfers.append(entry)
+        else:
+            expiries.append(entry)
+
+    def rows(cur: Any) -> tuple[Any, ...]:
+        return (
+            list(tables.all_usage(cur)),
+            list(tables.all_monetization(cur)),
+            tables.all_completion_keys(cur),
+            list(tables.all_allocations(cur)),
+            sum(1 for _ in tables.all_rejections(cur)),
+            tables.outbox_ids(cur),
+        )
+
+    usage, monetization, completions, allocations, rejections, outbox = tables.read(store, rows)
+    return _Data(
+        accounts,
+        transfers,
+        expiries,
+        store.failed_ids(),
+        usage,
+        monetization,
+        completions,
+        allocations,
+        rejections,
+        outbox,
+        chain,
+    )
+
+
+def _ledger_problems(d: _Data) -> list[str]:
+    problems = [
+        f"L1/L7: account {a.id} totals out of bounds or overdrawn"
+        for a in d.accounts
+        if not ledger_spec.account_within_limits(a)
+    ]
+    problems += [
+        f"L2: ledger {lg} does not balance" for lg in ledger_spec.ledgers_balance(d.accounts)
+    ]
+    problems += [
+        f"L3: account {i} differs from the replay of the journal"
+        for i in ledger_spec.replay_mismatches(d.accounts, d.transfers, d.expiries)
+    ]
+    problems += ledger_spec.journal_violations(d.transfers, d.expiries)
+    problems += [
+        f"L4: transfer {t.id} exists and is remembered as failed"
+        for t in d.transfers
+        if t.id in d.failed
+    ]
+    return problems
+
+
+def _metering_problems(d: _Data) -> list[str]:
+    funding = frozenset(a.id for a in d.accounts if a.code in metering_spec.FUNDING_CODES)
+    write_off = next((a for a in d.accounts if a.id == acc.platform_account(Code.WRITE_OFF)), None)
+    problems = metering_spec.m1_debits_equal_usage(d.monetization, d.transfers, funding)
+    settled = [_Settled(decision, usage) for decision, usage in d.completions]
+    problems += metering_spec.m2_settled_once(d.usage, d.monetization, settled, derive_id)
+    problems += _m3_decisions(d.allocations)
+    problems += metering_spec.m4_write_offs(d.monetization, write_off)
+    problems += metering_spec.m6_reconciliation(d.usage, d.monetization, d.outbox)
+    problems += _settlement_problems(d)
+    return problems
+
+
+def _m3_decisions(allocations: list[Allocation]) -> list[str]:
+    return [
+        f"M3: decision {a.decision_id} did not follow the waterfall"
+        for a in allocations
+        if not metering_spec.allocation_ok(a.units, a.rooms, a.allowed, a.took)
+    ]
+
+
+class _Settled(NamedTuple):
+    decision_id: int
+    usage_id: int
+
+
+def _settlement_problems(d: _Data) -> list[str]:
+    """Every usage event is settled or queued, never both and never neither."""
+    completed = {usage_id: decision_id for decision_id, usage_id in d.completions}
+    usage_ids = {u.id for u in d.usage}
+    problems = []
+    for u in d.usage:
+        if u.id in completed and u.id in d.outbox:
+            problems.append(f"M2: usage {u.id} is settled and still queued")
+        if u.id not in completed and u.id not in d.outbox:
+            problems.append(f"M6: usage {u.id} is neither settled nor queued")
+    problems += [
+        f"M6: completion of decision {decision_id} names absent usage {usage_id}"
+        for usage_id, decision_id in completed.items()
+        if usage_id not in usage_ids
+    ]
+    return problems
+
+
+def _counts(d: _Data) -> dict[str, int]:
+    return {
+        "usage_events": len(d.usage),
+        "usage_rejections": d.rejections,
+        "monetization_events": len(d.monetization),
+        "transfers": len(d.transfers),
+        "accounts": len(d.accounts),
+        "expiries": len(d.expiries),
+        "completions": len(d.completions),
+        "decisions": len(d.allocations),
+    }
+
+
+def _totals(d: _Data) -> dict[str, int]:
+    def layer_sum(layers: Sequence[str] | None, *, field: str) -> int:
+        return sum(
+            getattr(m, field)
+            for m in d.monetization
+            if layers is None
+            or m.layer in layers
+            or (m.layer.startswith("grant:") and "grants" in layers)
+        )
+
+    return {
+        "usage_units": sum(u.units for u in d.usage if u.id not in d.outbox),
+        "monetized_units": layer_sum(None, field="units"),
+        "charged": sum(
+            m.amount for m in d.monetization if m.layer != metering_spec.WRITE_OFF_LAYER
+        ),
+        "written_off": layer_sum([metering_spec.WRITE_OFF_LAYER], field="amount"),
+        "units_free": layer_sum(["windows", "allowance"], field="units"),
+        "units_grants": layer_sum(["grants"], field="units"),
+        "units_credits": layer_sum(["credits"], field="units"),
+        "units_pool": layer_sum(["pool", "overage"], field="units"),
+    }
