@@ -524,7 +524,12 @@ def tables_for(store: Store) -> MeterTables:
     from ledger.store.sql import SqlStore
 
     if isinstance(store, MemoryStore):
-        return MemoryTables()
+        # The tables live as long as the store, as they would in its database: a Meter made
+        # again over the same store (a restarted process) finds them.
+        found = store.extensions.get("meter_tables")
+        if not isinstance(found, MemoryTables):
+            found = store.extensions["meter_tables"] = MemoryTables()
+        return found
     if isinstance(store, SqlStore):
         return SqlTables(store.placeholder, skip_locked=store.placeholder == "%s")
     raise TypeError(f"no metering tables for {type(store).__name__}")

@@ -22,6 +22,7 @@ class MemoryStore(Store):
         self._hashes: dict[int, bytes] = {}  # journal entry timestamp -> its chain hash
         self._head = GENESIS
         self._closed = False
+        self.extensions: dict[str, object] = {}  # what layers above keep with the store
 
     def apply(
         self, events: Sequence[Account | Transfer], now: int, *, then: Then | None = None
