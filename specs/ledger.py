@@ -133,7 +133,9 @@ class ExpiryLike(Protocol):
 def replay_totals(
     transfers: Iterable[TransferLike], expiries: Iterable[ExpiryLike]
 ) -> dict[int, tuple[int, int, int, int]]:
-    """L3: each account's four totals as the fold of the journal that names it."""
+    """L3: each account's four totals as the fold of the journal that names it. A resolution
+    of a pending transfer that is not in the journal releases nothing here (`journal_violations`
+    reports it as an L5 violation)."""
     totals: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     amounts: dict[int, TransferLike] = {}
     for t in transfers:
@@ -144,16 +146,18 @@ def replay_totals(
             cr[2] += t.amount
             continue
         if t.flags & (POST_PENDING | VOID_PENDING):
-            released = amounts[t.pending_id].amount
+            pending = amounts.get(t.pending_id)
+            released = pending.amount if pending is not None else 0
             dr[0] -= released
             cr[2] -= released
         if not t.flags & VOID_PENDING:
             dr[1] += t.amount
             cr[3] += t.amount
     for e in expiries:
-        p = amounts[e.pending_id]
-        totals[p.debit_account_id][0] -= e.amount
-        totals[p.credit_account_id][2] -= e.amount
+        p = amounts.get(e.pending_id)
+        if p is not None:
+            totals[p.debit_account_id][0] -= e.amount
+            totals[p.credit_account_id][2] -= e.amount
     return {k: (v[0], v[1], v[2], v[3]) for k, v in totals.items()}
 
 
@@ -216,6 +220,24 @@ def _resolution_violations(
     if r.amount > pending.amount:
         return [f"L5: {name} posts {r.amount} above pending amount {pending.amount}"]
     return []
+
+
+def derived_statuses(
+    transfers: Iterable[TransferLike], expiries: Iterable[ExpiryLike]
+) -> dict[int, int]:
+    """L5: the status every pending transfer must have by the journal: 2 posted, 3 voided,
+    4 expired (its resolution's kind), else 1 pending (PendingStatus numbers)."""
+    status: dict[int, int] = {}
+    for t in transfers:
+        if t.flags & PENDING:
+            status[t.id] = 1
+        elif t.flags & POST_PENDING:
+            status[t.pending_id] = 2
+        elif t.flags & VOID_PENDING:
+            status[t.pending_id] = 3
+    for e in expiries:
+        status[e.pending_id] = 4
+    return status
 
 
 def chain_all_or_nothing(linked_results: Iterable[Iterable[int]]) -> bool:

@@ -153,6 +153,7 @@ def window_within_limit(used: Any, limit: Any, ops: Logic = PLAIN) -> Any:
 FUNDING_CODES = frozenset({1, 2, 3, 4})  # credits, grant, pool, overage accounts
 BREAKAGE_TRANSFER = 8  # an expired grant's remainder: a debit of a grant with no usage
 WRITE_OFF_LAYER = "write_off"
+FREE_LAYERS = frozenset({"windows", "allowance"})
 PENDING_FLAG, VOID_FLAG = 1 << 1, 1 << 3
 
 
@@ -177,6 +178,19 @@ def m1_debits_equal_usage(
         f"moved {tagged.get(m.id, 0)}"
         for m in monetization
         if tagged.get(m.id, 0) != m.amount
+    ]
+    by_id = {m.id: m for m in monetization}
+    problems += [
+        f"M1: transfer {t.id} names monetization {t.user_data} but debits account "
+        f"{t.debit_account_id}, not {by_id[t.user_data].account_id}"
+        for t in transfers
+        if posts(t) and t.user_data in by_id and t.debit_account_id != by_id[t.user_data].account_id
+    ]
+    problems += [
+        f"M1: monetization {m.id} ({m.layer}) amount {m.amount} is not {m.units} units at "
+        f"{m.price}" + (" (a free layer is priced 0)" if m.layer in FREE_LAYERS else "")
+        for m in monetization
+        if m.amount != (0 if m.layer in FREE_LAYERS else m.units * m.price)
     ]
     problems += [
         f"M1: transfer {t.id} debits funding account {t.debit_account_id} with no "

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ledger.core.types import Account, Expiry, Transfer
+from ledger.core.types import Account, Expiry, PendingStatus, Transfer
 from ledger.metering import accounts as acc
 from ledger.metering.accounts import Code
 from ledger.metering.ids import derive_id
@@ -65,11 +65,12 @@ class _Data:
     failed: frozenset[int]
     usage: list[UsageEvent]
     monetization: list[Monetization]
-    completions: list[tuple[int, int]]  # (decision_id, usage_id)
+    completions: list[tuple[int, int, tuple[int, ...]]]  # decision, usage, transfer ids
     allocations: list[Allocation]
     rejections: int
     outbox: frozenset[int]
     chain: ChainReport
+    statuses: dict[int, PendingStatus]
 
 
 CHECKS = (
@@ -78,6 +79,8 @@ CHECKS = (
     "L3 balances rebuilt from the journal",
     "L4 L5 L7 journal (ids once, two-phase, bounds)",
     "L4 no transfer both stored and remembered as failed",
+    "L5 stored pending statuses match the journal",
+    "L6 every settlement's transfers present",
     "hash chain",
     "M1 debits equal usage",
     "M2 settled once, derived ids",
@@ -144,6 +147,7 @@ def _load(store: Store, tables: MeterTables) -> _Data:
         rejections,
         outbox,
         chain,
+        store.statuses(),
     )
 
 
@@ -161,6 +165,7 @@ def _ledger_problems(d: _Data) -> list[str]:
         for i in ledger_spec.replay_mismatches(d.accounts, d.transfers, d.expiries)
     ]
     problems += ledger_spec.journal_violations(d.transfers, d.expiries)
+    problems += _status_problems(d)
     problems += [
         f"L4: transfer {t.id} exists and is remembered as failed"
         for t in d.transfers
@@ -173,7 +178,7 @@ def _metering_problems(d: _Data) -> list[str]:
     funding = frozenset(a.id for a in d.accounts if a.code in metering_spec.FUNDING_CODES)
     write_off = next((a for a in d.accounts if a.id == acc.platform_account(Code.WRITE_OFF)), None)
     problems = metering_spec.m1_debits_equal_usage(d.monetization, d.transfers, funding)
-    settled = [_Settled(decision, usage) for decision, usage in d.completions]
+    settled = [_Settled(decision, usage) for decision, usage, _ in d.completions]
     problems += metering_spec.m2_settled_once(d.usage, d.monetization, settled, derive_id)
     problems += _m3_decisions(d.allocations)
     problems += metering_spec.m4_write_offs(d.monetization, write_off)
@@ -196,21 +201,64 @@ class _Settled(NamedTuple):
 
 
 def _settlement_problems(d: _Data) -> list[str]:
-    """Every usage event is settled or queued, never both and never neither."""
-    completed = {usage_id: decision_id for decision_id, usage_id in d.completions}
-    usage_ids = {u.id for u in d.usage}
+    """Every usage event belongs to its customer's decision for the same feature, has the id
+    its key derives, and is settled or queued (never both, never neither); every settlement's
+    transfers are in the journal (its chain applied whole, L6)."""
+    decisions = {a.decision_id: a for a in d.allocations}
+    completed = {usage_id: (decision_id, ids) for decision_id, usage_id, ids in d.completions}
     problems = []
     for u in d.usage:
-        if u.id in completed and u.id in d.outbox:
-            problems.append(f"M2: usage {u.id} is settled and still queued")
-        if u.id not in completed and u.id not in d.outbox:
-            problems.append(f"M6: usage {u.id} is neither settled nor queued")
-    problems += [
-        f"M6: completion of decision {decision_id} names absent usage {usage_id}"
-        for usage_id, decision_id in completed.items()
-        if usage_id not in usage_ids
-    ]
+        problems += _usage_problems(u, decisions.get(u.decision_id), completed, d.outbox)
+    usage_ids = {u.id for u in d.usage}
+    present = {t.id for t in d.transfers}
+    for usage_id, (decision_id, ids) in completed.items():
+        if usage_id not in usage_ids:
+            problems.append(
+                f"M6: completion of decision {decision_id} names absent usage {usage_id}"
+            )
+        problems += [
+            f"L6: settlement of usage {usage_id} lacks transfer {t}"
+            for t in ids
+            if t not in present
+        ]
+    problems += [f"M6: outbox entry for absent usage {i}" for i in sorted(d.outbox - usage_ids)]
     return problems
+
+
+def _usage_problems(
+    u: UsageEvent,
+    decision: Allocation | None,
+    completed: dict[int, tuple[int, tuple[int, ...]]],
+    outbox: frozenset[int],
+) -> list[str]:
+    problems = []
+    if u.id != derive_id("usage", u.customer, u.key):
+        problems.append(f"M2: usage {u.id} is not the id derived from its customer and key")
+    if decision is None or (decision.customer, decision.feature) != (u.customer, u.feature):
+        problems.append(
+            f"M6: usage {u.id} does not match a decision of {u.customer!r} for "
+            f"{u.feature!r} (decision {u.decision_id})"
+        )
+    if u.id in completed and u.id in outbox:
+        problems.append(f"M2: usage {u.id} is settled and still queued")
+    if u.id not in completed and u.id not in outbox:
+        problems.append(f"M6: usage {u.id} is neither settled nor queued")
+    if u.id in completed and completed[u.id][0] != u.decision_id:
+        problems.append(f"M6: usage {u.id} was settled as decision {completed[u.id][0]}")
+    return problems
+
+
+def _status_problems(d: _Data) -> list[str]:
+    """L5: the stored status of every pending transfer is the one its journal implies (a
+    status edited back to pending would let it be resolved twice)."""
+    derived = ledger_spec.derived_statuses(d.transfers, d.expiries)
+    ids = sorted(set(derived) | set(d.statuses))
+    return [
+        f"L5: transfer {i} is stored as {d.statuses.get(i, PendingStatus.NONE).name.lower()}, "
+        f"its journal says {PendingStatus(derived.get(i, 0)).name.lower()}"
+        for i in ids
+        if int(d.statuses.get(i, 0)) != derived.get(i, 0)
+    ]
 
 
 def _counts(d: _Data) -> dict[str, int]:

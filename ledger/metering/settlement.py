@@ -90,6 +90,8 @@ def report_usage_batch(
     """Record many usage reports in one transaction: for each, its Report or the error that
     refused it (every refusal is recorded as a rejection). Each body has the keys customer,
     feature, units, key, decision_id and occurred_at."""
+    if type(now) is not int or not 0 <= now <= 2**63 - 1:
+        raise InvalidRequestError("now", f"must be an integer of ns from 0 to 2**63-1, not {now!r}")
     outcomes: list[Report | MeteringError] = []
 
     def write(cur: Cursor) -> None:
@@ -233,6 +235,7 @@ class _Settling:
 def settle(meter: Meter, usage_ids: Sequence[int], now: int) -> list[Completion]:
     """Settle these usage events in one transaction; those settled before are skipped.
     If the batch cannot commit whole, each is settled in a transaction of its own."""
+    usage_ids = list(dict.fromkeys(usage_ids))  # the same event twice in a batch settles once
     done = _settle_batch(meter, usage_ids, now)
     if done is not None:
         return done
@@ -414,7 +417,8 @@ def settle_pending(
 @dataclass(slots=True)
 class WorkerStats:
     """What a settlement worker did: events settled, batches, seconds, and the lag (ns from
-    the oldest unsettled event's occurred_at to now) when it last looked."""
+    the oldest unsettled event's occurred_at to now; 0 when nothing waits) after its last
+    batch."""
 
     settled: int = 0
     batches: int = 0
@@ -447,10 +451,10 @@ def run_worker(
         count = settle_pending(meter, worker, clock(), limit=limit, lease_ns=lease_ns)
         stats.settled += count
         stats.batches += 1 if count else 0
+        backlog, oldest = meter.backlog()
+        stats.lag_ns = 0 if oldest is None else max(0, clock() - oldest)
         if count:
             continue
-        backlog, oldest = meter.backlog()
-        stats.lag_ns = None if oldest is None else max(0, clock() - oldest)
         if backlog == 0 and until_idle:
             break
         idle()

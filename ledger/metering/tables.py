@@ -28,11 +28,12 @@ SCHEMA = (
         kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, key))""",
     """CREATE TABLE IF NOT EXISTS decisions (
         decision_id BIGINT PRIMARY KEY, customer TEXT NOT NULL, key TEXT NOT NULL,
-        allowed INTEGER NOT NULL, units BIGINT NOT NULL, rooms TEXT NOT NULL,
+        feature TEXT NOT NULL, allowed INTEGER NOT NULL, units BIGINT NOT NULL,
+        rooms TEXT NOT NULL,
         took TEXT NOT NULL, body TEXT NOT NULL, UNIQUE (customer, key))""",
     """CREATE TABLE IF NOT EXISTS completions (
         decision_id BIGINT PRIMARY KEY, usage_id BIGINT NOT NULL, actual_units BIGINT NOT NULL,
-        body TEXT NOT NULL)""",
+        transfers TEXT NOT NULL, body TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS usage_events (
         id BIGINT PRIMARY KEY, customer TEXT NOT NULL, key TEXT NOT NULL,
         feature TEXT NOT NULL, units BIGINT NOT NULL CHECK (units >= 0),
@@ -111,16 +112,22 @@ class MeterTables(Protocol):
     def all_allocations(self, cur: Cursor) -> Iterator[Allocation]:
         """Per decision: id, units asked, allowed, and each consulted layer's room and take."""
 
-    def all_completion_keys(self, cur: Cursor) -> list[tuple[int, int]]:
-        """(decision_id, usage_id) of every completion."""
+    def all_completion_keys(self, cur: Cursor) -> list[tuple[int, int, tuple[int, ...]]]:
+        """(decision_id, usage_id, transfer ids) of every completion."""
 
 
 class Allocation(NamedTuple):
     decision_id: int
+    customer: str
+    feature: str
     units: int
     allowed: bool
     rooms: tuple[int, ...]
     took: tuple[int, ...]
+
+
+def _joined(numbers: Sequence[int]) -> str:
+    return ",".join(str(n) for n in numbers)
 
 
 def _numbers(text: str) -> tuple[int, ...]:
@@ -256,6 +263,8 @@ class MemoryTables:
         return (
             Allocation(
                 d.decision_id,
+                d.customer,
+                d.feature,
                 d.units,
                 d.allowed,
                 tuple(c.room for c in d.consulted),
@@ -264,8 +273,10 @@ class MemoryTables:
             for d in self.all_decisions(cur)
         )
 
-    def all_completion_keys(self, cur: Cursor) -> list[tuple[int, int]]:
-        return sorted((c.decision_id, c.usage_id) for c in self.completions.values())
+    def all_completion_keys(self, cur: Cursor) -> list[tuple[int, int, tuple[int, ...]]]:
+        return sorted(
+            (c.decision_id, c.usage_id, c.transfer_ids) for c in self.completions.values()
+        )
 
 
 class SqlTables:
@@ -306,13 +317,14 @@ class SqlTables:
     def put_decision(self, cur: Cursor, d: Decision) -> None:
         cur.execute(
             self._q(
-                "INSERT INTO decisions (decision_id, customer, key, allowed, units, rooms, took, "
-                "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+                "INSERT INTO decisions (decision_id, customer, key, feature, allowed, units, "
+                "rooms, took, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
             ),
             (
                 d.decision_id,
                 d.customer,
                 d.key,
+                d.feature,
                 int(d.allowed),
                 d.units,
                 ",".join(str(c.room) for c in d.consulted),
@@ -335,10 +347,16 @@ class SqlTables:
     def put_completion(self, cur: Cursor, c: Completion) -> None:
         cur.execute(
             self._q(
-                "INSERT INTO completions (decision_id, usage_id, actual_units, body) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+                "INSERT INTO completions (decision_id, usage_id, actual_units, transfers, body) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
             ),
-            (c.decision_id, c.usage_id, c.actual_units, completion_to_json(c)),
+            (
+                c.decision_id,
+                c.usage_id,
+                c.actual_units,
+                _joined(c.transfer_ids),
+                completion_to_json(c),
+            ),
         )
 
     def completion(self, cur: Cursor, decision_id: int) -> Completion | None:
@@ -441,11 +459,17 @@ class SqlTables:
         cur.executemany(self._q("DELETE FROM outbox WHERE usage_id = ?"), [(i,) for i in done])
         cur.executemany(
             self._q(
-                "INSERT INTO completions (decision_id, usage_id, actual_units, body) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+                "INSERT INTO completions (decision_id, usage_id, actual_units, transfers, body) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
             ),
             [
-                (c.decision_id, c.usage_id, c.actual_units, completion_to_json(c))
+                (
+                    c.decision_id,
+                    c.usage_id,
+                    c.actual_units,
+                    _joined(c.transfer_ids),
+                    completion_to_json(c),
+                )
                 for c in completions
             ],
         )
@@ -507,15 +531,17 @@ class SqlTables:
         return (decision_from_json(row[0]) for row in cur.fetchall())
 
     def all_allocations(self, cur: Cursor) -> Iterator[Allocation]:
-        cur.execute("SELECT decision_id, units, allowed, rooms, took FROM decisions")
+        cur.execute(
+            "SELECT decision_id, customer, feature, units, allowed, rooms, took FROM decisions"
+        )
         return (
-            Allocation(int(i), int(u), bool(a), _numbers(r), _numbers(t))
-            for i, u, a, r, t in cur.fetchall()
+            Allocation(int(i), c, f, int(u), bool(a), _numbers(r), _numbers(t))
+            for i, c, f, u, a, r, t in cur.fetchall()
         )
 
-    def all_completion_keys(self, cur: Cursor) -> list[tuple[int, int]]:
-        cur.execute("SELECT decision_id, usage_id FROM completions")
-        return [(int(d), int(u)) for d, u in cur.fetchall()]
+    def all_completion_keys(self, cur: Cursor) -> list[tuple[int, int, tuple[int, ...]]]:
+        cur.execute("SELECT decision_id, usage_id, transfers FROM completions")
+        return [(int(d), int(u), _numbers(t)) for d, u, t in cur.fetchall()]
 
 
 def tables_for(store: Store) -> MeterTables:

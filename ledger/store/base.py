@@ -112,6 +112,15 @@ class Store(ABC):
     def failed_ids(self) -> frozenset[int]:
         """Ids remembered as failed with a transient result."""
 
+    def statuses(self) -> dict[int, PendingStatus]:
+        """The stored status of every transfer that has one (pending transfers)."""
+        found = {
+            e.id: self.pending_status(e.id)
+            for e in self.journal()
+            if isinstance(e, Transfer) and e.flags & 2
+        }
+        return {i: s for i, s in found.items() if s is not PendingStatus.NONE}
+
     def verified_journal(self) -> tuple[list[Account | Transfer | Expiry], ChainReport]:
         """The journal and its chain's verification, from one read where the store can."""
         return list(self.journal()), self.verify_chain()

@@ -272,6 +272,11 @@ class SqlStore(Store):
             for r in rows
         ]
 
+    def statuses(self) -> dict[int, PendingStatus]:
+        with self._read_cursor() as cur:
+            cur.execute("SELECT id, status FROM transfers WHERE status <> 0")
+            return {int(i): PendingStatus(s) for i, s in cur.fetchall()}
+
     def failed_ids(self) -> frozenset[int]:
         with self._read_cursor() as cur:
             cur.execute("SELECT id FROM failed")
