@@ -1,6 +1,6 @@
 """What `decide` and `complete` return. Plain immutable records: they are stored, compared on an
-idempotent replay, and sent over the wire. The records a decision is made of are NamedTuples:
-cheap to build on the hot path, and untracked by the garbage collector once built."""
+idempotent replay, and sent over the wire. The records a decision is made of are NamedTuples,
+the cheapest immutable records to build on the hot path."""
 
 from __future__ import annotations
 

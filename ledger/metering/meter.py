@@ -354,13 +354,16 @@ class Meter:
                     self.store, at, lambda cur: self.tables.put_decision(cur, decision)
                 )
             record.last_seen = at
-            self.registry.put_decision(decision)
+            if self._shared:
+                self.registry.put_decision(decision)  # a cache in front of the SQL tables
             return decision
 
     def _earlier(self, customer: str, key: str) -> Decision | None:
         """A decision made with this key before, here or (sharing the database) elsewhere."""
+        if not self._shared:
+            return self.tables.decision_by_key(None, customer, key)
         found = self.registry.decisions.get((customer, key))
-        if found is None and self._shared:
+        if found is None:
             found = self.tables.read(
                 self.store, lambda cur: self.tables.decision_by_key(cur, customer, key)
             )
@@ -368,8 +371,10 @@ class Meter:
 
     def decision(self, decision_id: int) -> Decision | None:
         """The decision with this id, if one was made."""
+        if not self._shared:
+            return self.tables.decision_by_id(None, decision_id)
         found = self.registry.decisions_by_id.get(decision_id)
-        if found is None and self._shared:
+        if found is None:
             found = self.tables.read(
                 self.store, lambda cur: self.tables.decision_by_id(cur, decision_id)
             )

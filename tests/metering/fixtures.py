@@ -182,11 +182,15 @@ def windows_snapshot(meter: Meter) -> dict[str, tuple[Any, ...]]:
 def snapshot(meter: Meter) -> tuple[Any, ...]:
     """Ledger, windows and the decision and completion logs together."""
     registry = meter.registry
+
+    def logs(cur: Any) -> tuple[Any, ...]:
+        decisions = {(d.customer, d.key): d for d in meter.tables.all_decisions(cur)}
+        return decisions, list(meter.tables.all_completions(cur))
+
     return (
         ledger_snapshot(meter),
         windows_snapshot(meter),
-        dict(registry.decisions),
-        dict(registry.completions),
+        *meter.tables.read(meter.store, logs),
         {c: r.last_seen for c, r in registry.customers.items()},
     )
 
