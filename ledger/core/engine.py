@@ -612,7 +612,11 @@ class Ledger:
         changes = Changes(
             account_rows=tuple(sorted(r.as_row() for r in self._changed)),
             transfer_rows=tuple((i, *t) for i, t in reversed(created)),
-            statuses={i: PendingStatus(self._status[i]) for i in sorted(self._status_changed)},
+            statuses={
+                i: PendingStatus(self._status[i])
+                for i in sorted(self._status_changed)
+                if i in self._status  # a pending transfer undone with its chain is gone
+            },
             failed=tuple(self._failed_new),
             expiries=tuple(self._expiries[self._expiries_taken :]),
             history=tuple(sorted(history, key=lambda h: (h.timestamp, h.account_id))),

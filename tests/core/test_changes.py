@@ -125,3 +125,37 @@ def test_an_undone_chain_reports_no_account_and_no_transfer() -> None:
     changes = ledger.take_changes()
     assert changes.accounts == () and changes.transfers == ()
     assert changes.failed == (9,)  # the transient failure stays remembered
+
+
+def test_a_failed_chain_that_posted_its_own_hold_reports_no_status() -> None:
+    """A linked chain that creates a pending transfer and posts it, then fails, leaves nothing:
+    `take_changes` must not report a status for the undone hold."""
+    from ledger.core import Account, Ledger, Result, Transfer, TransferFlags
+
+    ledger = Ledger()
+    ledger.apply([Account(id=1, ledger=1, code=1), Account(id=2, ledger=1, code=1)], 1)
+    ledger.take_changes()
+    linked, pending = int(TransferFlags.LINKED), int(TransferFlags.PENDING)
+    results = ledger.apply(
+        [
+            Transfer(
+                id=10,
+                debit_account_id=1,
+                credit_account_id=2,
+                amount=5,
+                ledger=1,
+                code=1,
+                flags=pending | linked,
+            ),
+            Transfer(
+                id=11, pending_id=10, amount=5, flags=int(TransferFlags.POST_PENDING) | linked
+            ),
+            Transfer(id=12, debit_account_id=99, credit_account_id=2, amount=1, ledger=1, code=1),
+        ],
+        2,
+    )
+    assert results[2] is Result.DEBIT_ACCOUNT_NOT_FOUND
+    assert results[0] is Result.LINKED_EVENT_FAILED
+    changes = ledger.take_changes()
+    assert changes.statuses == {} and changes.transfers == ()
+    assert ledger.lookup_transfer(10) is None
