@@ -13,6 +13,7 @@ Example (times are integer nanoseconds; money is integer micro-credits):
 from ledger.metering.decision import Charge, Completion, Consulted, Decision, Part, Reason, Unblock
 from ledger.metering.errors import (
     CompletionConflictError,
+    GrantConflictError,
     IdempotencyConflictError,
     InvalidRequestError,
     MeteringError,
@@ -41,6 +42,7 @@ __all__ = [
     "ConcurrentChangeError",
     "Consulted",
     "Decision",
+    "GrantConflictError",
     "IdempotencyConflictError",
     "InvalidRequestError",
     "MemoryWindows",

@@ -9,6 +9,7 @@ completion time; what no layer covers is written off.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from ledger.core.flags import TransferFlags
 from ledger.core.types import Transfer
@@ -68,6 +69,7 @@ class Book:
         self.released_amount = 0
         self.written_off = 0
         self.ids = _Ids(decision.decision_id)
+        self.excess_takes: list[Any] = []  # window takes of the excess, released on failure
 
     def free_release(self, part: Part, units: int) -> None:
         if units:

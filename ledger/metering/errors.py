@@ -44,6 +44,10 @@ class IdempotencyConflictError(MeteringError):
         )
 
 
+class GrantConflictError(MeteringError):
+    """The grant id exists with other terms; nothing was changed. Use a new grant id."""
+
+
 class UnknownDecisionError(MeteringError):
     """No decision has that id (or it was a refusal, which cannot be completed)."""
 

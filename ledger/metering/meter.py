@@ -20,6 +20,7 @@ from ledger.metering.accounts import Code, TransferCode
 from ledger.metering.allocate import allocate_units
 from ledger.metering.decision import Completion, Consulted, Decision, Part, Reason, Unblock
 from ledger.metering.errors import (
+    GrantConflictError,
     IdempotencyConflictError,
     InvalidRequestError,
     MeteringError,
@@ -264,7 +265,7 @@ class Meter:
         with self._lock:
             known = [g for g in self.registry.grants.get(customer, []) if g.grant == grant]
             if known:
-                return known[0]
+                return _same_grant(known[0], amount, priority, expires_at, features)
             account_id = acc.grant_account(customer, grant)
             owner = derive_id("customer", customer)
             record = GrantRecord(
@@ -332,7 +333,7 @@ class Meter:
             earlier = self._earlier(customer, key)
             if earlier is not None:
                 return _replay(earlier, feature, units, timeout)
-            at = now if now > record.last_seen else record.last_seen
+            at = max(now, record.last_seen, self._latest(customer))
             terms = self._terms(record.plan, feature, at)
             if units * terms.price > AMOUNT_MAX:
                 raise InvalidRequestError("units", f"{units} units at {terms.price} overflow")
@@ -350,13 +351,30 @@ class Meter:
             decision = self._windows_only(request) or self._decide(request)
             if not any(p.transfer_id for p in decision.parts):
                 # No holds, so nothing was written with it: record it now.
-                self.tables.write(
-                    self.store, at, lambda cur: self.tables.put_decision(cur, decision)
-                )
+                try:
+                    self.tables.write(
+                        self.store, at, lambda cur: self.tables.put_decision(cur, decision)
+                    )
+                except BaseException:
+                    self._give_back(request, decision)  # not decided: the units are free
+                    raise
             record.last_seen = at
             if self._shared:
                 self.registry.put_decision(decision)  # a cache in front of the SQL tables
             return decision
+
+    def _latest(self, customer: str) -> int:
+        """The latest time any process evaluated a decision of `customer` at: time per
+        customer never runs backwards, whichever node's clock stamps the request."""
+        if not self._shared:
+            return self.tables.latest(None, customer)
+        latest: int = self.tables.read(self.store, lambda cur: self.tables.latest(cur, customer))
+        return latest
+
+    def _give_back(self, r: _Request, decision: Decision) -> None:
+        """Release what a decision that could not be recorded took from windows and allowance."""
+        free = [(p.layer, p.units) for p in decision.parts if not p.transfer_id]
+        self.release_free(decision, free, r.now)
 
     def _earlier(self, customer: str, key: str) -> Decision | None:
         """A decision made with this key before, here or (sharing the database) elsewhere."""
@@ -513,11 +531,14 @@ class Meter:
         held = {p.layer: p for p in holds}
         chosen = [held.get(n, Part(n, by_name[n])) for n in names if by_name[n]]
         decision = self._decision(r, True, tuple(chosen), consulted)
-        if holds and not self._place_holds(r, holds, decision):
-            for t in takes:
-                self.windows.release(token, t.key, t.units)
-            return None
-        return decision
+        placed = False
+        try:
+            placed = not holds or self._place_holds(r, holds, decision)
+        finally:
+            if not placed:  # nothing was decided (or the store failed): give the units back
+                for t in takes:
+                    self.windows.release(token, t.key, t.units)
+        return decision if placed else None
 
     def _place_holds(self, r: _Request, holds: list[Part], decision: Decision) -> bool:
         """Place the holds and record the decision in one transaction, if the funds still
@@ -656,10 +677,18 @@ class Meter:
         windows: list[WindowView],
         allowance: AllowanceView | None,
         parts: dict[str, int],
-    ) -> bool:
-        """Take the excess's window and allowance units (once per decision)."""
+    ) -> list[WindowTake] | None:
+        """Take the excess's window and allowance units (once per decision); the takes made,
+        or None when the windows no longer fit them."""
         takes = _takes(windows, parts.get("windows", 0), allowance, parts.get("allowance", 0))
-        return not takes or self.windows.take(f"{r.decision_id}:excess", takes, r.now)[0]
+        if takes and not self.windows.take(f"{r.decision_id}:excess", takes, r.now)[0]:
+            return None
+        return takes
+
+    def release_excess(self, decision_id: int, takes: list[WindowTake]) -> None:
+        """Give back an excess's takes whose settlement did not commit."""
+        for t in takes:
+            self.windows.release(f"{decision_id}:excess", t.key, t.units)
 
     def rooms(
         self,
@@ -763,6 +792,20 @@ class Meter:
         self.store.apply(events, now, then=then)
         if refused:
             raise MeteringError(f"the ledger refused {refused[0].lower()}; nothing was changed")
+
+
+def _same_grant(
+    g: GrantRecord, amount: int, priority: int, expires_at: int, features: Sequence[str] | None
+) -> GrantRecord:
+    """The grant a repeated call names, if the terms are the same ones."""
+    terms = (amount, priority, expires_at, tuple(features) if features is not None else None)
+    if (g.amount, g.priority, g.expires_at, g.features) != terms:
+        raise GrantConflictError(
+            f"grant {g.grant!r} of {g.customer!r} exists with amount {g.amount}, priority "
+            f"{g.priority}, expires_at {g.expires_at}, features {g.features}; nothing was "
+            "changed: use a new grant id for other terms"
+        )
+    return g
 
 
 def _replay(earlier: Decision, feature: str, units: int, timeout: int | None) -> Decision:

@@ -25,16 +25,23 @@ Positive = Annotated[int, Field(ge=1, le=AMOUNT_MAX)]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
+DURATION_MAX = 2**32 - 1  # seconds (136 years): what a reservation timeout may be
+
+
 def parse_duration(value: object) -> int:
-    """Seconds from an integer or a string such as "5h", "7d", "30m", "45s", "2w"."""
+    """Seconds from an integer or a string such as "5h", "7d", "30m", "45s", "2w", from 1 to
+    DURATION_MAX."""
     if isinstance(value, bool):
         raise ValueError("a duration is an integer of seconds or a string like '5h'")
+    seconds = None
     if isinstance(value, int):
-        if value < 1:
-            raise ValueError("a duration must be at least 1 second")
-        return value
-    if isinstance(value, str) and (m := _DURATION.match(value)):
-        return int(m.group(1)) * _UNITS[m.group(2)]
+        seconds = value
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if seconds is not None:
+        if not 1 <= seconds <= DURATION_MAX:
+            raise ValueError(f"a duration must be 1 to {DURATION_MAX} seconds, not {seconds}")
+        return seconds
     raise ValueError("a duration is an integer of seconds or a string like '5h', '7d', '30m'")
 
 
@@ -145,7 +152,7 @@ class Plan(BaseModel):
     model_config = _STRICT
     plan: Name
     version: Positive
-    effective_from: Annotated[int, Field(ge=0)] = 0
+    effective_from: Annotated[int, Field(ge=0, le=AMOUNT_MAX)] = 0
     features: dict[Name, FeaturePlan] = Field(min_length=1)
     shared_windows: list[SharedWindow] = []
 
@@ -174,7 +181,7 @@ class PriceBook(BaseModel):
 
     model_config = _STRICT
     version: Positive
-    effective_from: Annotated[int, Field(ge=0)]
+    effective_from: Annotated[int, Field(ge=0, le=AMOUNT_MAX)]
     prices: dict[Name, Positive] = Field(min_length=1)
 
 

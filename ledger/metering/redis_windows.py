@@ -90,7 +90,7 @@ local function evict(z, h, cut_ms, cut_sub)
       local token = string.sub(member, 25)
       local units = redis.call('HGET', h, 'u:' .. token)
       redis.call('ZREM', z, member)
-      redis.call('HDEL', h, 'u:' .. token, 't:' .. token)
+      redis.call('HDEL', h, 'u:' .. token, 't:' .. token, 'm:' .. token)
       if units and units ~= '0' then
         redis.call('HINCRBY', h, '#total', '-' .. units)
       end
@@ -136,8 +136,9 @@ for i = 1, n do
   local z, h, units = KEYS[2 * i - 1], KEYS[2 * i], arg(i, 4)
   if units ~= '0' and not has(h) then
     local seq = redis.call('HINCRBY', h, '#seq', 1)
-    redis.call('ZADD', z, now_ms, string.format('%s:%016d:%s', now_sub, seq, token))
-    redis.call('HSET', h, 'u:' .. token, units, 't:' .. token, now_ns)
+    local member = string.format('%s:%016d:%s', now_sub, seq, token)
+    redis.call('ZADD', z, now_ms, member)
+    redis.call('HSET', h, 'u:' .. token, units, 't:' .. token, now_ns, 'm:' .. token, member)
     redis.call('HINCRBY', h, '#total', units)
     keep_for(z, arg(i, 5))
     keep_for(h, arg(i, 5))
@@ -178,11 +179,13 @@ return out
 """
 )
 
-# KEYS: h.  ARGV: token, units. Returns what was given back. No eviction, as in MemoryWindows.
+# KEYS: z, h.  ARGV: token, units. Returns what was given back. No eviction, as in
+# MemoryWindows. A token given back whole leaves the window, so a later take under it counts.
 _RELEASE_LUA = (
     _DECIMAL_LUA
     + """
-local h, field, want = KEYS[1], 'u:' .. ARGV[1], ARGV[2]
+local z, h, token, want = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local field = 'u:' .. token
 local have = redis.call('HGET', h, field)
 if not have then return '0' end
 local given = have
@@ -190,6 +193,11 @@ if lt(want, have) then given = want end
 if given ~= '0' then
   redis.call('HINCRBY', h, field, '-' .. given)
   redis.call('HINCRBY', h, '#total', '-' .. given)
+end
+if given == have then
+  local member = redis.call('HGET', h, 'm:' .. token)
+  if member then redis.call('ZREM', z, member) end
+  redis.call('HDEL', h, field, 't:' .. token, 'm:' .. token)
 end
 return given
 """
@@ -323,5 +331,5 @@ class RedisWindows:
         return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     def release(self, token: str, key: str, units: int) -> int:
-        given = self._run(self._release, self._keys(key)[1:], [token, _count("units", units)])
+        given = self._run(self._release, self._keys(key), [token, _count("units", units)])
         return int(given)

@@ -275,7 +275,18 @@ def _settle_batch(meter: Meter, usage_ids: Sequence[int], now: int) -> list[Comp
         meter.tables.record_settlements(cur, [i.usage.id for i in settling], committed, rows)
 
     with meter.lock:
-        results = meter.store.transact(now, build)
+        # Holds due by `now` expire first, so the funds the batch reads include what they
+        # released (the view already reports them expired).
+        meter.store.apply([], now)
+        committed_ok = False
+        try:
+            results = meter.store.transact(now, build)
+            committed_ok = bool(settling) and all(r in _SETTLED for r in results)
+        finally:
+            if not committed_ok:  # nothing settled: the excesses' window units are free again
+                for item in settling:
+                    if item.book is not None and item.book.excess_takes:
+                        meter.release_excess(item.decision.decision_id, item.book.excess_takes)
         if any(r not in _SETTLED for r in results):
             return None
         for item in settling:
@@ -340,8 +351,10 @@ def _charge_excess(
     names, rooms = meter.rooms(r, windows, allowance, money)
     parts = dict(zip(names, fill_units(excess, rooms), strict=True))
     taken = meter.take_excess(r, windows, allowance, parts)
+    if taken:
+        book.excess_takes = taken
     for name in ("windows", "allowance"):
-        if not taken:
+        if taken is None:
             parts.pop(name, None)
         book.free_kept(name, parts.get(name, 0))
     book.excess(parts, money, excess)

@@ -28,9 +28,11 @@ SCHEMA = (
         kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, key))""",
     """CREATE TABLE IF NOT EXISTS decisions (
         decision_id BIGINT PRIMARY KEY, customer TEXT NOT NULL, key TEXT NOT NULL,
-        feature TEXT NOT NULL, allowed INTEGER NOT NULL, units BIGINT NOT NULL,
+        feature TEXT NOT NULL, now BIGINT NOT NULL, allowed INTEGER NOT NULL,
+        units BIGINT NOT NULL,
         rooms TEXT NOT NULL,
         took TEXT NOT NULL, body TEXT NOT NULL, UNIQUE (customer, key))""",
+    "CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (customer, now)",
     """CREATE TABLE IF NOT EXISTS completions (
         decision_id BIGINT PRIMARY KEY, usage_id BIGINT NOT NULL, actual_units BIGINT NOT NULL,
         transfers TEXT NOT NULL, body TEXT NOT NULL)""",
@@ -69,6 +71,9 @@ class MeterTables(Protocol):
     def put_record(self, cur: Cursor, kind: str, key: str, body: str) -> None: ...
     def records(self, cur: Cursor, kind: str) -> list[tuple[str, str]]: ...
     def put_decision(self, cur: Cursor, d: Decision) -> None: ...
+    def latest(self, cur: Cursor, customer: str) -> int:
+        """The latest time a decision of `customer` was evaluated at (0: none)."""
+
     def decision_by_key(self, cur: Cursor, customer: str, key: str) -> Decision | None: ...
     def decision_by_id(self, cur: Cursor, decision_id: int) -> Decision | None: ...
     def put_completion(self, cur: Cursor, c: Completion) -> None: ...
@@ -141,6 +146,7 @@ class MemoryTables:
         self.meter_records: dict[tuple[str, str], str] = {}
         self.decisions: dict[int, Decision] = {}
         self.decision_keys: dict[tuple[str, str], int] = {}
+        self.latest_at: dict[str, int] = {}
         self.completions: dict[int, Completion] = {}
         self.usage: dict[int, UsageEvent] = {}
         self.usage_keys: dict[tuple[str, str], int] = {}
@@ -168,6 +174,11 @@ class MemoryTables:
         if (d.customer, d.key) not in self.decision_keys:
             self.decisions[d.decision_id] = d
             self.decision_keys[(d.customer, d.key)] = d.decision_id
+            if d.now > self.latest_at.get(d.customer, 0):
+                self.latest_at[d.customer] = d.now
+
+    def latest(self, cur: Cursor, customer: str) -> int:
+        return self.latest_at.get(customer, 0)
 
     def decision_by_key(self, cur: Cursor, customer: str, key: str) -> Decision | None:
         found = self.decision_keys.get((customer, key))
@@ -317,14 +328,15 @@ class SqlTables:
     def put_decision(self, cur: Cursor, d: Decision) -> None:
         cur.execute(
             self._q(
-                "INSERT INTO decisions (decision_id, customer, key, feature, allowed, units, "
-                "rooms, took, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+                "INSERT INTO decisions (decision_id, customer, key, feature, now, allowed, units, "
+                "rooms, took, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
             ),
             (
                 d.decision_id,
                 d.customer,
                 d.key,
                 d.feature,
+                d.now,
                 int(d.allowed),
                 d.units,
                 ",".join(str(c.room) for c in d.consulted),
@@ -332,6 +344,11 @@ class SqlTables:
                 decision_to_json(d),
             ),
         )
+
+    def latest(self, cur: Cursor, customer: str) -> int:
+        cur.execute(self._q("SELECT MAX(now) FROM decisions WHERE customer = ?"), (customer,))
+        row = cur.fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
 
     def _decision(self, cur: Cursor, where: str, params: tuple[object, ...]) -> Decision | None:
         cur.execute(self._q(f"SELECT body FROM decisions WHERE {where}"), params)

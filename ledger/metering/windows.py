@@ -58,6 +58,11 @@ class _Log:
             del self.by_token[token]
             self.total -= units - (self.released.pop(token, 0) if self.released else 0)
 
+    def forget(self, token: str) -> None:
+        """Drop a token whose units were all given back (rare: a linear scan is fine)."""
+        self.entries.remove(self.by_token.pop(token))
+        self.released.pop(token, None)
+
     def units_of(self, token: str) -> int:
         entry = self.by_token.get(token)
         return entry[1] - self.released.get(token, 0) if entry else 0
@@ -125,8 +130,11 @@ class MemoryWindows:
         log = self._logs.get(key)
         if log is None:
             return 0
-        given = min(units, log.units_of(token))
+        left = log.units_of(token)
+        given = min(units, left)
         if given:
             log.released[token] = log.released.get(token, 0) + given
             log.total -= given
+        if given == left and token in log.by_token:
+            log.forget(token)  # given back whole: a later take under the token counts again
         return given

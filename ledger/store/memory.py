@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ledger.core.engine import Ledger
+from ledger.core.engine import Changes, Ledger
 from ledger.core.results import Result
 from ledger.core.types import Account, AccountBalance, Expiry, PendingStatus, Transfer
 from ledger.store import chain
@@ -45,13 +45,17 @@ class MemoryStore(Store):
                 if any(r is Result.OK for r in results):
                     raise StoreError("the memory store cannot roll back accepted events") from None
                 self._ledger.forget_failures(changes.failed)
+        self._chain(changes)
+        return results
+
+    def _chain(self, changes: Changes) -> None:
+        """Link what a batch created (accounts, transfers, expiries) into the hash chain."""
         created = [a for a in changes.accounts if a.timestamp not in self._hashes]
         entries: list[Account | Transfer | Expiry] = [*created, *changes.transfers]
         entries += changes.expiries
         for entry in sorted(entries, key=lambda e: e.timestamp):
             self._head = chain.link(self._head, entry)
             self._hashes[entry.timestamp] = self._head
-        return results
 
     def read(self, fn: Callable[[Any], T]) -> T:
         self._check_open()

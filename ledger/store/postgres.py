@@ -33,13 +33,13 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
 from ledger.core.results import Result
-from ledger.core.types import Account, AccountBalance, PendingStatus, Transfer
+from ledger.core.types import AccountBalance, PendingStatus
 from ledger.store.base import (
+    Build,
     NotATollgateDatabaseError,
     SchemaTooNewError,
     StoreError,
     StoreUnavailableError,
-    Then,
 )
 from ledger.store.chain import GENESIS
 from ledger.store.sql import (
@@ -216,12 +216,10 @@ class PostgresStore(SqlStore):
 
     # --- the batch, retried whole when the server rolled it back -------------------------------
 
-    def apply(
-        self, events: Sequence[Account | Transfer], now: int, *, then: Then | None = None
-    ) -> list[Result]:
+    def _transact(self, now: int, build: Build, *, checked: bool) -> list[Result]:
         for attempt in range(1, self.retries + 1):
             try:
-                return super().apply(events, now, then=then)
+                return super()._transact(now, build, checked=checked)
             except _RETRYABLE as exc:
                 if attempt == self.retries:
                     raise StoreUnavailableError(

@@ -65,24 +65,37 @@ class SqlStore(Store):
         self, events: Sequence[Account | Transfer], now: int, *, then: Then | None = None
     ) -> list[Result]:
         check_batch(events, now)  # refuse malformed input before touching the database
-        return self.transact(now, lambda view: (events, then))
+        return self._transact(now, lambda view: (events, then), checked=True)
 
     def transact(self, now: int, build: Build) -> list[Result]:
+        check_batch([], now)  # a bad `now` is refused before the database is touched
+        return self._transact(now, build, checked=False)
+
+    def _transact(self, now: int, build: Build, *, checked: bool) -> list[Result]:
         results: list[Result] = []
         try:
             with self._write_transaction() as cur:
-                timestamp, head = self._clock(cur)
+                timestamp = self._clock(cur)[0]
                 events, then = build(_View(self, cur, max(now, timestamp + 1)))
-                check_batch(events, now)
-                loaded = self._load(cur, events, max(now, timestamp + 1), timestamp)
-                results = loaded.ledger.apply_checked(events, now)
-                changes = loaded.ledger.take_changes()
-                if changes.timestamp != timestamp:
-                    self._persist(cur, changes, loaded.account_ids, head)
+                if not checked:
+                    check_batch(events, now)
+                results = self._apply_in(cur, events, now)
                 if then is not None:
                     then(results, cur)
         except Rollback:
             pass  # the transaction context rolled everything back
+        return results
+
+    def _apply_in(
+        self, cur: Cursor, events: Sequence[Account | Transfer], now: int
+    ) -> list[Result]:
+        """Run the core on the rows `events` can read and write back what changed."""
+        timestamp, head = self._clock(cur)
+        loaded = self._load(cur, events, max(now, timestamp + 1), timestamp)
+        results = loaded.ledger.apply_checked(events, now)
+        changes = loaded.ledger.take_changes()
+        if changes.timestamp != timestamp:
+            self._persist(cur, changes, loaded.account_ids, head)
         return results
 
     def read(self, fn: Callable[[Any], T]) -> T:

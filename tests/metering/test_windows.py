@@ -157,14 +157,24 @@ def test_release_gives_back_at_most_what_was_taken(windows: WindowStore) -> None
     assert windows.release("nobody", "k", 1) == 0
     assert windows.release("tok", "elsewhere", 1) == 0
     assert windows.release("tok", "k", 0) == 0
-    # The token stays recorded (with 0 units): a retried take still does not take again.
-    assert windows.entries("k", SECOND, T + 1) == [(T, 0)]
+    # Given back whole, the token leaves the window: taking under it again counts (a decision
+    # whose holds failed gives its units back, and its retry must take them anew).
+    assert windows.entries("k", SECOND, T + 1) == []
     assert take1(windows, "tok", "k", 5, T + 2, limit=5, length=SECOND) == (True, [0])
-    assert windows.used([("k", SECOND)], T + 2) == [0]
-    # The room given back is usable by others, and the entry still expires on time.
-    assert take1(windows, "next", "k", 5, T + 3, limit=5, length=SECOND) == (True, [0])
-    assert windows.used([("k", SECOND)], T + SECOND) == [5]
-    assert windows.entries("k", SECOND, T + SECOND) == [(T + 3, 5)]
+    assert windows.used([("k", SECOND)], T + 2) == [5]
+    assert take1(windows, "tok", "k", 5, T + 3, limit=5, length=SECOND) == (True, [5])  # once
+    assert windows.used([("k", SECOND)], T + 3) == [5]
+    # The new entry expires on its own time.
+    assert windows.entries("k", SECOND, T + SECOND) == [(T + 2, 5)]
+    assert windows.used([("k", SECOND)], T + 2 + SECOND) == [0]
+
+
+def test_a_partly_given_back_token_stays_recorded(windows: WindowStore) -> None:
+    assert take1(windows, "tok", "k", 5, T, limit=5, length=SECOND) == (True, [0])
+    assert windows.release("tok", "k", 4) == 4
+    # A retried take under the token still does not take again.
+    assert take1(windows, "tok", "k", 5, T + 1, limit=5, length=SECOND) == (True, [1])
+    assert windows.entries("k", SECOND, T + 1) == [(T, 1)]
 
 
 def test_units_stay_exact_up_to_64_bits(windows: WindowStore) -> None:
@@ -176,7 +186,7 @@ def test_units_stay_exact_up_to_64_bits(windows: WindowStore) -> None:
     assert windows.release("a", "k", 2**62 + 1) == 2**62 + 1
     assert windows.used([("k", SECOND)], T) == [top - 2**62 - 1]
     assert windows.release("a", "k", 2**80) == top - 1 - 2**62 - 1
-    assert windows.entries("k", SECOND, T) == [(T, 0), (T, 1)]
+    assert windows.entries("k", SECOND, T) == [(T, 1)]  # "a", given back whole, has left
 
 
 # --- entries -------------------------------------------------------------------------------------
@@ -256,10 +266,13 @@ class Reference:
         return [(e[0], e[1]) for e in self.log(key, length, now)]
 
     def release(self, token: str, key: str, units: int) -> int:
-        for e in self.logs.get(key, []):
+        log = self.logs.get(key, [])
+        for e in log:
             if e[2] == token:
                 given = min(units, e[1])
                 e[1] -= given
+                if e[1] == 0:
+                    log.remove(e)  # given back whole: the token leaves the window
                 return given
         return 0
 
