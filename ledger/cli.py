@@ -129,6 +129,195 @@ def audit(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def demo(
+    db: Annotated[
+        Path,
+        typer.Option(
+            "--db",
+            help="The SQLite file to write. A file an earlier demo wrote is replaced; any other "
+            "existing file is refused, never overwritten.",
+        ),
+    ] = Path("tollgate-demo.db"),
+    report: Annotated[
+        Path,
+        typer.Option(
+            "--report",
+            help="Where to write the HTML report (an earlier demo's report is replaced; any "
+            "other existing file is refused).",
+        ),
+    ] = Path("tollgate-demo.html"),
+    users: Annotated[
+        int, typer.Option("--users", min=1, max=5000, help="How many users to simulate.")
+    ] = 200,
+    hours: Annotated[
+        int,
+        typer.Option("--hours", min=1, max=840, help="Simulated hours (168: a week)."),
+    ] = 168,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", min=0, help="The seed: the same seed gives the same numbers."),
+    ] = 1,
+) -> None:
+    """Run the main job: a Codex/Sora-like week of use, metered on an embedded SQLite file.
+
+    Simulated users in bursty sessions meet a plan with a 5-hour and a weekly rate window, a
+    daily video allowance, a promotional grant, purchased credits and organisation pools. A
+    progress bar follows the simulated clock; then come a summary (units per layer, blocked
+    requests and why, credits spent, write-offs), the audit of the database, and an HTML
+    report with charts, written to --report. Exits 1 if the audit finds a discrepancy, 2 if a
+    path or a number will not do.
+
+    Example: tollgate demo --users 200 --hours 168 --seed 1 --report tollgate-demo.html
+    """
+    from ledger.demo import DemoError
+    from ledger.demo_command import demo as run_demo
+
+    try:
+        outcome = run_demo(db, report, users, hours, seed)
+    except DemoError as exc:
+        _fail(str(exc))
+    if not outcome.audit.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    db: Annotated[
+        str,
+        typer.Option(
+            "--db",
+            help="The database: sqlite:///path/to/file.db (created on first use), "
+            "postgresql://user@host/db, or memory:// (lost on exit).",
+        ),
+    ],
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            help="Keep rate windows in Redis (redis://host:6379/0), shared by every server on "
+            "it; default: in this process.",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    settle_interval: Annotated[
+        float,
+        typer.Option("--settle-interval", help="Seconds between the settlement worker's passes."),
+    ] = 0.5,
+) -> None:
+    """Serve the HTTP API: one uvicorn process with the settlement worker inside it.
+
+    Endpoints, roles and errors: see "HTTP API" in README.md, or /docs once it runs. Make keys
+    with `tollgate keys create`; $TOLLGATE_ADMIN_KEY, if set, is also accepted as an admin key
+    (not stored: for a memory:// store). Stops cleanly on Ctrl-C or SIGTERM.
+
+    Example: tollgate serve --db sqlite:///tollgate.db --port 8080
+    """
+    from ledger.api.serve import serve as run_server
+    from ledger.store import StoreError
+
+    try:
+        run_server(db, redis, host, port, settle_interval_s=settle_interval)
+    except (StoreError, ValueError) as exc:
+        _fail(str(exc))
+
+
+keys_app = typer.Typer(no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.callback()
+def _keys() -> None:
+    """API keys of the HTTP service (`tollgate serve`).
+
+    Example: tollgate keys create --db sqlite:///tollgate.db --role admin
+    """
+
+
+@keys_app.command("create")
+def keys_create(
+    db: Annotated[
+        str,
+        typer.Option(
+            "--db", help="The database the server uses (sqlite:///... or postgresql://...)."
+        ),
+    ],
+    role: Annotated[
+        str,
+        typer.Option("--role", help="service, admin, auditor, or customer (a read token)."),
+    ],
+    customer: Annotated[
+        str | None,
+        typer.Option("--customer", help="The customer a read token may read (role customer)."),
+    ] = None,
+) -> None:
+    """Make an API key and print it once; only its SHA-256 is stored in the database.
+
+    A running server knows the new key within a second.
+
+    Example: tollgate keys create --db sqlite:///tollgate.db --role admin
+    """
+    from ledger.api.serve import create_key
+    from ledger.core.errors import LedgerError
+
+    if db.startswith("memory:"):
+        _fail("a memory:// store lives in the server's process: set TOLLGATE_ADMIN_KEY instead")
+    try:
+        key = create_key(db, role, customer)
+    except (LedgerError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(key)
+    typer.echo("store this key now: it is not shown again", err=True)
+
+
+@app.command()
+def simulate(
+    seed: Annotated[int | None, typer.Option("--seed", help="Run this one seed.")] = None,
+    seeds: Annotated[
+        str | None, typer.Option("--seeds", help="Run a swarm of seeds A..B (both included).")
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Steps per seed.")] = 2000,
+    store: Annotated[str, typer.Option("--store", help="memory or sqlite.")] = "memory",
+    only: Annotated[
+        str | None,
+        typer.Option("--only", help="Replay only these steps of the seed (a shrunk trace's)."),
+    ] = None,
+    trace: Annotated[
+        Path | None, typer.Option("--trace", help="Write the seed's full trace here.")
+    ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option("--processes", help="Processes for a swarm (default: every core)."),
+    ] = None,
+) -> None:
+    """Simulate the whole engine from a seed, with faults, checking every step.
+
+    API nodes and settlement workers share one store. The seed draws the workload and the
+    faults: nodes killed, clock skew, redelivered, reordered and duplicated requests, stalled
+    workers, failed store transactions. Every step is checked against a reference ledger and an
+    independent metering model (L1-L7, M1-M6). On a violation it prints the seed, the step and
+    a shrunk trace, and exits 1. The same seed always gives the same trace. --seeds A..B runs a
+    swarm.
+
+    Example: tollgate simulate --seed 7 --steps 2000
+    """
+    from ledger.sim.command import run
+
+    code = run(
+        seed=seed,
+        seeds=seeds,
+        steps=steps,
+        store=store,
+        only=only,
+        trace=trace,
+        processes=processes,
+        echo=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
+    )
+    if code:
+        raise typer.Exit(code=code)
+
+
 def _open_existing(url: str) -> Store:
     """Open a store that must already exist (an audit never creates a database)."""
     from ledger.store import StoreError, store_from_url
