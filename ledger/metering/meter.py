@@ -154,6 +154,11 @@ class Meter:
                 self.registry.add_grant(g)
             self._terms_cache.clear()
 
+    def refresh(self) -> None:
+        """`reload` when other processes may write the registry (a shared database)."""
+        if self._shared:
+            self.reload()
+
     def _record(self, kind: str, key: str, body: str) -> Callable[[Cursor], None]:
         return lambda cur: self.tables.put_record(cur, kind, key, body)
 
@@ -755,9 +760,13 @@ class Meter:
 
     def _customer(self, customer: str) -> CustomerRecord:
         record = self.registry.customers.get(customer)
+        if record is None and self._shared:
+            self.reload()  # another process sharing the database may have added it
+            record = self.registry.customers.get(customer)
         if record is None:
             raise UnknownCustomerError(f"unknown customer {customer!r}; add it with a plan first")
         return record
+
 
     def _move(
         self, kind: str, name: str, source: Code, target: int, amount: int, code: TransferCode

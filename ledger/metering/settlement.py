@@ -93,6 +93,9 @@ def report_usage_batch(
     if type(now) is not int or not 0 <= now <= 2**63 - 1:
         raise InvalidRequestError("now", f"must be an integer of ns from 0 to 2**63-1, not {now!r}")
     outcomes: list[Report | MeteringError] = []
+    named = {b.get("customer") for b in bodies if isinstance(b.get("customer"), str)}
+    if any(c not in meter.registry.customers for c in named):
+        meter.refresh()  # before the transaction: other processes may have added them
 
     def write(cur: Cursor) -> None:
         outcomes.clear()
@@ -275,6 +278,7 @@ def _settle_batch(meter: Meter, usage_ids: Sequence[int], now: int) -> list[Comp
         meter.tables.record_settlements(cur, [i.usage.id for i in settling], committed, rows)
 
     with meter.lock:
+        meter.refresh()  # grants, customers and plans added by other processes
         # Holds due by `now` expire first, so the funds the batch reads include what they
         # released (the view already reports them expired).
         meter.store.apply([], now)
