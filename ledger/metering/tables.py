@@ -362,18 +362,24 @@ class SqlTables:
         return self._decision(cur, "decision_id = ?", (decision_id,))
 
     def put_completion(self, cur: Cursor, c: Completion) -> None:
-        cur.execute(
+        self._insert_completions(cur, [c])
+
+    def _insert_completions(self, cur: Cursor, completions: Sequence[Completion]) -> None:
+        cur.executemany(
             self._q(
                 "INSERT INTO completions (decision_id, usage_id, actual_units, transfers, body) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
             ),
-            (
-                c.decision_id,
-                c.usage_id,
-                c.actual_units,
-                _joined(c.transfer_ids),
-                completion_to_json(c),
-            ),
+            [
+                (
+                    c.decision_id,
+                    c.usage_id,
+                    c.actual_units,
+                    _joined(c.transfer_ids),
+                    completion_to_json(c),
+                )
+                for c in completions
+            ],
         )
 
     def completion(self, cur: Cursor, decision_id: int) -> Completion | None:
@@ -474,22 +480,7 @@ class SqlTables:
         monetization: Sequence[Monetization],
     ) -> None:
         cur.executemany(self._q("DELETE FROM outbox WHERE usage_id = ?"), [(i,) for i in done])
-        cur.executemany(
-            self._q(
-                "INSERT INTO completions (decision_id, usage_id, actual_units, transfers, body) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-            ),
-            [
-                (
-                    c.decision_id,
-                    c.usage_id,
-                    c.actual_units,
-                    _joined(c.transfer_ids),
-                    completion_to_json(c),
-                )
-                for c in completions
-            ],
-        )
+        self._insert_completions(cur, completions)
         self.insert_monetization(cur, list(monetization))
 
     def insert_monetization(self, cur: Cursor, rows: list[Monetization]) -> None:
