@@ -5,7 +5,7 @@ the cheapest immutable records to build on the hot path."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Part(NamedTuple):
@@ -114,3 +114,40 @@ class Completion:
     @property
     def charged(self) -> int:
         return sum(c.amount for c in self.charges if c.layer != "write_off")
+
+
+Packed = tuple[Any, ...]
+
+_HEAD = 18  # 14 scalar fields, then how many parts, consulted layers, reasons and unblocks
+
+
+def pack_decision(d: Decision) -> Packed:
+    """`d` as one flat tuple of numbers, strings and None. A NamedTuple or a dataclass stays
+    tracked by the garbage collector for life, and so does a tuple holding one; a flat tuple
+    of atoms is untracked at its first collection, so kept decisions cost the collector
+    nothing."""
+    flat: list[Any] = [*d[:12], d.retry_after, d.timeout_override]
+    flat += (len(d.parts), len(d.consulted), len(d.reasons), len(d.unblock))
+    for p in d.parts:
+        flat += p
+    for c in d.consulted:
+        flat += c
+    for r in d.reasons:
+        flat += (r.code, r.layer, r.message)
+    for u in d.unblock:
+        flat += (u.action, u.amount, u.message)
+    return tuple(flat)
+
+
+def unpack_decision(t: Packed) -> Decision:
+    n_parts, n_consulted, n_reasons, n_unblock = t[14:_HEAD]
+    at = _HEAD
+    parts = tuple(Part(*t[i : i + 5]) for i in range(at, at + 5 * n_parts, 5))
+    at += 5 * n_parts
+    consulted = tuple(Consulted(*t[i : i + 3]) for i in range(at, at + 3 * n_consulted, 3))
+    at += 3 * n_consulted
+    reasons = tuple(Reason(*t[i : i + 3]) for i in range(at, at + 3 * n_reasons, 3))
+    at += 3 * n_reasons
+    unblock = tuple(Unblock(*t[i : i + 3]) for i in range(at, at + 3 * n_unblock, 3))
+    assert at + 3 * n_unblock == len(t)
+    return Decision._make((*t[:12], parts, consulted, reasons, t[12], unblock, t[13]))

@@ -413,17 +413,19 @@ class Meter:
     def _windows_only(self, r: _Request) -> Decision | None:
         """The common case in one window-store call: the windows, first, cover the request.
         The general path would reach the same decision (greedy order); this skips its reads."""
-        if not r.terms.windows_first:
+        terms = r.terms
+        if not terms.windows_first:
             return None
         c, units = r.customer.customer, r.units
         takes = [
-            WindowTake(f"{c}|{w.scope}|{w.name}", w.length_ns, w.limit, units * w.weight)
-            for w in r.terms.windows
+            WindowTake(c + suffix, length, limit, units * weight)
+            for suffix, length, limit, weight in terms.window_keys
         ]
         taken, used = self.windows.take(str(r.decision_id), takes, r.now)
         if not taken:
             return None
-        room = min((w.limit - u) // w.weight for w, u in zip(r.terms.windows, used, strict=True))
+        spans = zip(takes, used, terms.window_keys, strict=True)
+        room = min([(t.limit - u) // w[3] for t, u, w in spans])
         return self._decision(
             r, True, (Part("windows", units),), (Consulted("windows", room, units),)
         )
@@ -474,7 +476,7 @@ class Meter:
 
     def _window_views(self, r: _Request) -> list[WindowView]:
         c = r.customer.customer
-        keys = [(f"{c}|{w.scope}|{w.name}", w.length_ns) for w in r.terms.windows]
+        keys = [(c + w.suffix, w.length_ns) for w in r.terms.windows]
         used = self.windows.used(keys, r.now)
         return [
             WindowView(w.name, key, w.length_ns, w.limit, w.weight, u)
@@ -594,24 +596,24 @@ class Meter:
         unblock: tuple[Unblock, ...] = (),
     ) -> Decision:
         return Decision(
-            decision_id=r.decision_id,
-            customer=r.customer.customer,
-            feature=r.feature,
-            key=r.key,
-            units=r.units,
-            allowed=allowed,
-            now=r.now,
-            plan=r.plan.plan,
-            plan_version=r.plan.version,
-            price_version=r.terms.price_version,
-            price=r.price,
-            timeout=r.timeout,
-            parts=parts,
-            consulted=consulted,
-            reasons=reasons,
-            retry_after=wait,
-            unblock=unblock,
-            timeout_override=r.timeout_override,
+            r.decision_id,
+            r.customer.customer,
+            r.feature,
+            r.key,
+            r.units,
+            allowed,
+            r.now,
+            r.terms.plan.plan,
+            r.terms.plan.version,
+            r.terms.price_version,
+            r.terms.price,
+            r.timeout,
+            parts,
+            consulted,
+            reasons,
+            wait,
+            unblock,
+            r.timeout_override,
         )
 
     # -- usage and completion ----------------------------------------------------------------

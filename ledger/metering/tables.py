@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from ledger.metering.decision import Completion, Decision
+from ledger.metering.decision import Completion, Decision, Packed, pack_decision, unpack_decision
 from ledger.metering.records import (
     Monetization,
     Rejection,
@@ -144,8 +144,11 @@ class MemoryTables:
 
     def __init__(self) -> None:
         self.meter_records: dict[tuple[str, str], str] = {}
-        self.decisions: dict[int, Decision] = {}
-        self.decision_keys: dict[tuple[str, str], int] = {}
+        # Decisions are kept packed (plain tuples the garbage collector stops tracking) in a
+        # list; the indexes hold only strings and ints, so no large dict is ever re-tracked.
+        self._decided: list[Packed] = []
+        self._decision_at: dict[int, int] = {}
+        self._decision_keys: dict[str, dict[str, int]] = {}
         self.latest_at: dict[str, int] = {}
         self.completions: dict[int, Completion] = {}
         self.usage: dict[int, UsageEvent] = {}
@@ -171,9 +174,12 @@ class MemoryTables:
         return sorted((k, body) for (kd, k), body in self.meter_records.items() if kd == kind)
 
     def put_decision(self, cur: Cursor, d: Decision) -> None:
-        if (d.customer, d.key) not in self.decision_keys:
-            self.decisions[d.decision_id] = d
-            self.decision_keys[(d.customer, d.key)] = d.decision_id
+        keys = self._decision_keys.get(d.customer)
+        if keys is None:
+            keys = self._decision_keys[d.customer] = {}
+        if d.key not in keys:
+            keys[d.key] = self._decision_at[d.decision_id] = len(self._decided)
+            self._decided.append(pack_decision(d))
             if d.now > self.latest_at.get(d.customer, 0):
                 self.latest_at[d.customer] = d.now
 
@@ -181,11 +187,14 @@ class MemoryTables:
         return self.latest_at.get(customer, 0)
 
     def decision_by_key(self, cur: Cursor, customer: str, key: str) -> Decision | None:
-        found = self.decision_keys.get((customer, key))
-        return None if found is None else self.decisions[found]
+        found = self._decision_keys.get(customer, {}).get(key)
+        return None if found is None else unpack_decision(self._decided[found])
 
     def decision_by_id(self, cur: Cursor, decision_id: int) -> Decision | None:
-        return self.decisions.get(decision_id)
+        return self._unpacked(decision_id) if decision_id in self._decision_at else None
+
+    def _unpacked(self, decision_id: int) -> Decision:
+        return unpack_decision(self._decided[self._decision_at[decision_id]])
 
     def put_completion(self, cur: Cursor, c: Completion) -> None:
         self.completions.setdefault(c.decision_id, c)
@@ -228,7 +237,7 @@ class MemoryTables:
     ) -> list[tuple[UsageEvent, Decision, bool]]:
         found = [self.usage[i] for i in usage_ids if i in self.usage]
         return [
-            (u, self.decisions[u.decision_id], u.decision_id in self.completions) for u in found
+            (u, self._unpacked(u.decision_id), u.decision_id in self.completions) for u in found
         ]
 
     def record_settlements(
@@ -268,7 +277,7 @@ class MemoryTables:
         return iter(sorted(self.completions.values(), key=lambda c: c.decision_id))
 
     def all_decisions(self, cur: Cursor) -> Iterator[Decision]:
-        return iter(sorted(self.decisions.values(), key=lambda d: d.decision_id))
+        return iter(sorted(map(unpack_decision, self._decided), key=lambda d: d.decision_id))
 
     def all_allocations(self, cur: Cursor) -> Iterator[Allocation]:
         return (

@@ -24,6 +24,11 @@ class WindowTerm:
     limit: int
     weight: int
 
+    @property
+    def suffix(self) -> str:
+        """The window's key is the customer's name followed by this."""
+        return f"|{self.scope}|{self.name}"
+
 
 @dataclass(frozen=True, slots=True)
 class Terms:
@@ -35,6 +40,8 @@ class Terms:
     windows: tuple[WindowTerm, ...]
     valid_from: int
     valid_until: int
+    window_keys: tuple[tuple[str, int, int, int], ...] = ()
+    """(key suffix, length ns, limit, weight) per window, for the windows-only path."""
 
     @property
     def windows_first(self) -> bool:
@@ -53,15 +60,17 @@ def compile_terms(registry: MemoryRegistry, plan_name: str, feature: str, now: i
     price_version, price = registry.price_at(feature, now)
     later += [b.effective_from for b in registry.books if b.effective_from > now]
     book_from = max(b.effective_from for b in registry.books if b.effective_from <= now)
+    windows = _windows(plan, feature, fp)
     return Terms(
         plan=plan,
         feature=feature,
         fp=fp,
         price_version=price_version,
         price=price,
-        windows=_windows(plan, feature, fp),
+        windows=windows,
         valid_from=max(plan.effective_from, book_from),
         valid_until=min(later, default=FOREVER),
+        window_keys=tuple((w.suffix, w.length_ns, w.limit, w.weight) for w in windows),
     )
 
 
@@ -69,7 +78,8 @@ def locked_terms(plan: Plan, feature: str, price_version: int, price: int) -> Te
     """The terms a decision was made under (its price is locked), for its completion."""
     fp = plan.features[feature]
     windows = _windows(plan, feature, fp)
-    return Terms(plan, feature, fp, price_version, price, windows, 0, FOREVER)
+    keys = tuple((w.suffix, w.length_ns, w.limit, w.weight) for w in windows)
+    return Terms(plan, feature, fp, price_version, price, windows, 0, FOREVER, keys)
 
 
 def _windows(plan: Plan, feature: str, fp: FeaturePlan) -> tuple[WindowTerm, ...]:

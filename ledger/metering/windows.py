@@ -40,14 +40,16 @@ class WindowStore(Protocol):
 
 
 class _Log:
-    """A window's entries, oldest first, as (time, units, token) tuples: immutable, so the
-    garbage collector stops tracking them. What a token gave back is kept aside in `released`."""
+    """A window's entries, oldest first, as (time, units, token) tuples. The indexes by token
+    hold only strings and ints: a dict of such atoms stays untracked by the garbage collector,
+    where one holding fresh tuples would be re-tracked, and traversed again, on every insert."""
 
-    __slots__ = ("by_token", "entries", "released", "total")
+    __slots__ = ("at", "entries", "released", "total", "units")
 
     def __init__(self) -> None:
         self.entries: deque[tuple[int, int, str]] = deque()
-        self.by_token: dict[str, tuple[int, int, str]] = {}
+        self.at: dict[str, int] = {}  # token -> time taken
+        self.units: dict[str, int] = {}  # token -> units taken
         self.released: dict[str, int] = {}
         self.total = 0
 
@@ -55,17 +57,17 @@ class _Log:
         entries = self.entries
         while entries and entries[0][0] <= cutoff:
             _, units, token = entries.popleft()
-            del self.by_token[token]
+            del self.at[token], self.units[token]
             self.total -= units - (self.released.pop(token, 0) if self.released else 0)
 
     def forget(self, token: str) -> None:
         """Drop a token whose units were all given back (rare: a linear scan is fine)."""
-        self.entries.remove(self.by_token.pop(token))
+        self.entries.remove((self.at.pop(token), self.units.pop(token), token))
         self.released.pop(token, None)
 
     def units_of(self, token: str) -> int:
-        entry = self.by_token.get(token)
-        return entry[1] - self.released.get(token, 0) if entry else 0
+        units = self.units.get(token)
+        return units - self.released.get(token, 0) if units else 0
 
 
 class MemoryWindows:
@@ -75,13 +77,12 @@ class MemoryWindows:
         self._logs: dict[str, _Log] = {}
 
     def _log(self, key: str, length_ns: int, now: int) -> _Log | None:
-        """The key's log with what has expired by `now` evicted (None: nothing counted)."""
+        """The key's log with what has expired by `now` evicted (None: never taken from).
+        An emptied log is kept: keys are bounded by customers times windows, and dropping and
+        re-creating logs would feed the garbage collector's oldest generation."""
         log = self._logs.get(key)
         if log is not None and log.entries:
             log.evict(now - length_ns)
-            if not log.entries:
-                del self._logs[key]  # an idle key costs nothing
-                return None
         return log
 
     def used(self, keys: Sequence[tuple[str, int]], now: int) -> list[int]:
@@ -89,16 +90,20 @@ class MemoryWindows:
         return [log.total if log else 0 for log in logs]
 
     def take(self, token: str, takes: Sequence[WindowTake], now: int) -> tuple[bool, list[int]]:
-        logs = [self._log(t.key, t.length_ns, now) for t in takes]
-        used = [log.total if log else 0 for log in logs]
-        for log, t, u in zip(logs, takes, used, strict=True):
-            if u + t.units > t.limit and (log is None or token not in log.by_token):
-                return False, used
+        logs, used = [], []
         for t in takes:
-            if not t.units:
-                continue
-            log = self._logs.get(t.key) or self._logs.setdefault(t.key, _Log())
-            if token not in log.by_token:
+            log = self._logs.get(t.key)
+            if log is None:
+                log = self._logs[t.key] = _Log()
+            elif log.entries:
+                log.evict(now - t.length_ns)
+            logs.append(log)
+            used.append(log.total)
+        for log, t, u in zip(logs, takes, used, strict=True):
+            if u + t.units > t.limit and token not in log.at:
+                return False, used
+        for log, t in zip(logs, takes, strict=True):
+            if t.units and token not in log.at:
                 self._record(log, token, t, now)
         return True, used
 
@@ -114,7 +119,8 @@ class MemoryWindows:
             entries.insert(at, entry)
         else:
             entries.append(entry)
-        log.by_token[token] = entry
+        log.at[token] = now
+        log.units[token] = t.units
         log.total += t.units
         assert log.total <= t.limit  # M5
 
@@ -135,6 +141,6 @@ class MemoryWindows:
         if given:
             log.released[token] = log.released.get(token, 0) + given
             log.total -= given
-        if given == left and token in log.by_token:
+        if given == left and token in log.at:
             log.forget(token)  # given back whole: a later take under the token counts again
         return given
