@@ -97,7 +97,8 @@ def sqlite_run(events: int, directory: Path, run: int) -> tuple[float, dict[str,
     from ledger.store.sqlite import SqliteStore
 
     path = directory / f"settle-{run}.db"
-    reports = prepare(SqliteStore(path, synchronous="NORMAL"), events)
+    with SqliteStore(path, synchronous="NORMAL") as setup:
+        reports = prepare(setup, events)
     meter = Meter(SqliteStore(path))
     reporting = report_all(meter, reports)
     started = time.perf_counter()

@@ -1,8 +1,8 @@
 """The settlement worker inside `tollgate serve`: an asyncio task on the server's event loop.
 
-Every `interval_s` it claims up to `limit` reported usage events and settles them (the claim and
-`settlement.settle` that `Meter.settle_pending` runs, done here so that the completions, and so
-the write-offs, reach the metrics), repeats while a full batch came back, and every
+Every `interval_s` it claims up to `limit` reported usage events (a lease) and settles them with
+`settlement.settle`, here rather than through `Meter.settle_pending` so that the completions, and
+so the write-offs, reach the metrics; it repeats while a full batch came back, and every
 `expire_every_s` sweeps expired grants to breakage. It runs on the same thread as the request
 handlers, so the store is only ever used from one thread; a batch holds the loop for as long as
 it takes (a few ms for the default limit on SQLite). Settlement is idempotent (M2), so several

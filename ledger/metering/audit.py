@@ -17,7 +17,7 @@ from ledger.core.types import Account, Expiry, PendingStatus, Transfer
 from ledger.metering import accounts as acc
 from ledger.metering.accounts import Code
 from ledger.metering.ids import derive_id
-from ledger.metering.records import Monetization, UsageEvent
+from ledger.metering.records import MonetizationRow, UsageRow
 from ledger.metering.tables import Allocation, MeterTables, tables_for
 from ledger.store.base import Store
 from ledger.store.chain import ChainReport
@@ -63,8 +63,8 @@ class _Data:
     transfers: list[Transfer]
     expiries: list[Expiry]
     failed: frozenset[int]
-    usage: list[UsageEvent]
-    monetization: list[Monetization]
+    usage: list[UsageRow]
+    monetization: list[MonetizationRow]
     completions: list[tuple[int, int, tuple[int, ...]]]  # decision, usage, transfer ids
     allocations: list[Allocation]
     rejections: int
@@ -98,7 +98,7 @@ def audit(store: Store, tables: MeterTables | None = None) -> AuditReport:
     chain = data.chain
     if not chain.ok:
         problems.append(f"hash chain: {chain.problem} at {chain.first_bad}")
-    backlog, oldest = tables.read(store, tables.backlog)
+    backlog, oldest = _backlog(data)
     return AuditReport(
         counts=_counts(data),
         totals=_totals(data),
@@ -126,11 +126,11 @@ def _load(store: Store, tables: MeterTables) -> _Data:
 
     def rows(cur: Any) -> tuple[Any, ...]:
         return (
-            list(tables.all_usage(cur)),
-            list(tables.all_monetization(cur)),
+            tables.usage_rows(cur),
+            tables.monetization_rows(cur),
             tables.all_completion_keys(cur),
             list(tables.all_allocations(cur)),
-            sum(1 for _ in tables.all_rejections(cur)),
+            tables.rejection_count(cur),
             tables.outbox_ids(cur),
         )
 
@@ -206,9 +206,9 @@ def _settlement_problems(d: _Data) -> list[str]:
     transfers are in the journal (its chain applied whole, L6)."""
     decisions = {a.decision_id: a for a in d.allocations}
     completed = {usage_id: (decision_id, ids) for decision_id, usage_id, ids in d.completions}
-    problems = []
+    problems: list[str] = []
     for u in d.usage:
-        problems += _usage_problems(u, decisions.get(u.decision_id), completed, d.outbox)
+        _usage_problems(u, decisions.get(u.decision_id), completed, d.outbox, problems)
     usage_ids = {u.id for u in d.usage}
     present = {t.id for t in d.transfers}
     for usage_id, (decision_id, ids) in completed.items():
@@ -216,22 +216,27 @@ def _settlement_problems(d: _Data) -> list[str]:
             problems.append(
                 f"M6: completion of decision {decision_id} names absent usage {usage_id}"
             )
-        problems += [
-            f"L6: settlement of usage {usage_id} lacks transfer {t}"
-            for t in ids
-            if t not in present
-        ]
+        for t in ids:
+            if t not in present:
+                problems.append(f"L6: settlement of usage {usage_id} lacks transfer {t}")
     problems += [f"M6: outbox entry for absent usage {i}" for i in sorted(d.outbox - usage_ids)]
     return problems
 
 
+def _backlog(d: _Data) -> tuple[int, int | None]:
+    """(unsettled usage events, the oldest one's occurred_at), from the rows read."""
+    queued = [u.occurred_at for u in d.usage if u.id in d.outbox]
+    return len(queued), min(queued, default=None)
+
+
 def _usage_problems(
-    u: UsageEvent,
+    u: UsageRow,
     decision: Allocation | None,
     completed: dict[int, tuple[int, tuple[int, ...]]],
     outbox: frozenset[int],
-) -> list[str]:
-    problems = []
+    problems: list[str],
+) -> None:
+    """Append what is wrong with `u` to `problems`."""
     if u.id != derive_id("usage", u.customer, u.key):
         problems.append(f"M2: usage {u.id} is not the id derived from its customer and key")
     if decision is None or (decision.customer, decision.feature) != (u.customer, u.feature):
@@ -245,7 +250,6 @@ def _usage_problems(
         problems.append(f"M6: usage {u.id} is neither settled nor queued")
     if u.id in completed and completed[u.id][0] != u.decision_id:
         problems.append(f"M6: usage {u.id} was settled as decision {completed[u.id][0]}")
-    return problems
 
 
 def _status_problems(d: _Data) -> list[str]:
@@ -275,24 +279,27 @@ def _counts(d: _Data) -> dict[str, int]:
 
 
 def _totals(d: _Data) -> dict[str, int]:
-    def layer_sum(layers: Sequence[str] | None, *, field: str) -> int:
+    units: dict[str, int] = {}  # per layer
+    amounts: dict[str, int] = {}
+    for m in d.monetization:
+        units[m.layer] = units.get(m.layer, 0) + m.units
+        amounts[m.layer] = amounts.get(m.layer, 0) + m.amount
+
+    def layer_sum(sums: dict[str, int], layers: Sequence[str]) -> int:
         return sum(
-            getattr(m, field)
-            for m in d.monetization
-            if layers is None
-            or m.layer in layers
-            or (m.layer.startswith("grant:") and "grants" in layers)
+            n
+            for layer, n in sums.items()
+            if layer in layers or (layer.startswith("grant:") and "grants" in layers)
         )
 
+    write_off = metering_spec.WRITE_OFF_LAYER
     return {
         "usage_units": sum(u.units for u in d.usage if u.id not in d.outbox),
-        "monetized_units": layer_sum(None, field="units"),
-        "charged": sum(
-            m.amount for m in d.monetization if m.layer != metering_spec.WRITE_OFF_LAYER
-        ),
-        "written_off": layer_sum([metering_spec.WRITE_OFF_LAYER], field="amount"),
-        "units_free": layer_sum(["windows", "allowance"], field="units"),
-        "units_grants": layer_sum(["grants"], field="units"),
-        "units_credits": layer_sum(["credits"], field="units"),
-        "units_pool": layer_sum(["pool", "overage"], field="units"),
+        "monetized_units": sum(units.values()),
+        "charged": sum(n for layer, n in amounts.items() if layer != write_off),
+        "written_off": layer_sum(amounts, [write_off]),
+        "units_free": layer_sum(units, ["windows", "allowance"]),
+        "units_grants": layer_sum(units, ["grants"]),
+        "units_credits": layer_sum(units, ["credits"]),
+        "units_pool": layer_sum(units, ["pool", "overage"]),
     }

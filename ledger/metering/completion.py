@@ -139,7 +139,7 @@ class Book:
         entry[0] += units
         entry[1] += 0 if free else units * self.d.price
 
-    def completion(self, actual: int) -> Completion:
+    def completion(self, actual: int, usage_id: int = 0) -> Completion:
         charges = tuple(
             Charge(layer, u, amount, self.ids[layer], account)
             for layer, (u, amount, account) in self._charges.items()
@@ -148,6 +148,7 @@ class Book:
         return Completion(
             decision_id=self.d.decision_id,
             actual_units=actual,
+            usage_id=usage_id,
             charges=charges,
             released_units=self.released_units,
             released_amount=self.released_amount,

@@ -132,10 +132,13 @@ class Meter:
         """Read the registry (plans, prices, customers, organisations, grants) from the tables:
         what another process sharing the database has added becomes known here."""
         kinds = ("plan", "book", "customer", "org", "grant")
-        rows = self.tables.read(
-            self.store, lambda cur: {k: self.tables.records(cur, k) for k in kinds}
-        )
+
+        def read(cur: Cursor) -> tuple[int, dict[str, list[tuple[str, str]]]]:
+            return self.tables.records_stamp(cur), {k: self.tables.records(cur, k) for k in kinds}
+
+        stamp, rows = self.tables.read(self.store, read)
         with self._lock:
+            self._records_stamp = stamp
             for _, body in rows["plan"]:
                 self.registry.add_plan(Plan.model_validate_json(body))
             for _, body in rows["book"]:
@@ -155,9 +158,12 @@ class Meter:
             self._terms_cache.clear()
 
     def refresh(self) -> None:
-        """`reload` when other processes may write the registry (a shared database)."""
+        """`reload` when another process sharing the database may have put a record since
+        (one small read when nothing changed)."""
         if self._shared:
-            self.reload()
+            stamp = self.tables.read(self.store, self.tables.records_stamp)
+            if stamp != self._records_stamp:
+                self.reload()
 
     def _record(self, kind: str, key: str, body: str) -> Callable[[Cursor], None]:
         return lambda cur: self.tables.put_record(cur, kind, key, body)
@@ -662,15 +668,14 @@ class Meter:
         return settlement.report_usage_batch(self, reports, now)
 
     def settle_pending(self, worker: str, now: int, *, limit: int = 1000) -> int:
-        """Claim and settle up to `limit` reported usage events; returns how many."""
+        """Settle up to `limit` reported usage events nobody holds; returns how many this call
+        settled (see `settlement.settle_pending`)."""
         return settlement.settle_pending(self, worker, now, limit=limit)
 
     def completion(self, decision_id: int) -> Completion | None:
-        found = self.registry.completions.get(decision_id)
-        if found is None:
-            found = self.tables.read(
-                self.store, lambda cur: self.tables.completion(cur, decision_id)
-            )
+        found: Completion | None = self.tables.read(
+            self.store, lambda cur: self.tables.completion(cur, decision_id)
+        )
         return found
 
     def backlog(self) -> tuple[int, int | None]:
@@ -768,7 +773,6 @@ class Meter:
         if record is None:
             raise UnknownCustomerError(f"unknown customer {customer!r}; add it with a plan first")
         return record
-
 
     def _move(
         self, kind: str, name: str, source: Code, target: int, amount: int, code: TransferCode

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ledger.metering.decision import (
     Charge,
@@ -65,22 +65,74 @@ class Monetization:
     account_id: int
 
 
+# One encoder for every record: json.dumps with separators builds a new one per call.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class UsageRow(NamedTuple):
+    """A usage event as the audit reads it (a tuple: cheaper to build than `UsageEvent`)."""
+
+    id: int
+    customer: str
+    key: str
+    feature: str
+    units: int
+    occurred_at: int
+    decision_id: int
+    received_at: int
+
+
+class MonetizationRow(NamedTuple):
+    """A monetization event as the audit reads it (fields as `Monetization`)."""
+
+    id: int
+    usage_id: int
+    decision_id: int
+    customer: str
+    layer: str
+    units: int
+    price_version: int
+    price: int
+    amount: int
+    account_id: int
+
+
 def decision_to_json(d: Decision) -> str:
     body = d._asdict()
     body["parts"] = [p._asdict() for p in d.parts]
     body["consulted"] = [c._asdict() for c in d.consulted]
     body["reasons"] = [asdict(r) for r in d.reasons]
     body["unblock"] = [asdict(u) for u in d.unblock]
-    return json.dumps(body, separators=(",", ":"))
+    return _compact(body)
 
 
 def decision_from_json(text: str) -> Decision:
-    body: dict[str, Any] = json.loads(text)
-    body["parts"] = tuple(Part(**p) for p in body["parts"])
-    body["consulted"] = tuple(Consulted(**c) for c in body["consulted"])
-    body["reasons"] = tuple(Reason(**r) for r in body["reasons"])
-    body["unblock"] = tuple(Unblock(**u) for u in body["unblock"])
-    return Decision(**body)
+    # Positional construction: settlement reads one decision per usage event.
+    b: dict[str, Any] = json.loads(text)
+    parts = [
+        Part(p["layer"], p["units"], p["amount"], p["transfer_id"], p["account_id"])
+        for p in b["parts"]
+    ]
+    return Decision(
+        b["decision_id"],
+        b["customer"],
+        b["feature"],
+        b["key"],
+        b["units"],
+        b["allowed"],
+        b["now"],
+        b["plan"],
+        b["plan_version"],
+        b["price_version"],
+        b["price"],
+        b["timeout"],
+        tuple(parts),
+        tuple([Consulted(c["layer"], c["room"], c["took"]) for c in b["consulted"]]),
+        tuple([Reason(**r) for r in b["reasons"]]),
+        b.get("retry_after"),
+        tuple([Unblock(**u) for u in b["unblock"]]),
+        b.get("timeout_override"),
+    )
 
 
 def completion_to_json(c: Completion) -> str:
@@ -103,7 +155,7 @@ def completion_to_json(c: Completion) -> str:
         "written_off": c.written_off,
         "transfer_ids": list(c.transfer_ids),
     }
-    return json.dumps(body, separators=(",", ":"))
+    return _compact(body)
 
 
 def completion_from_json(text: str) -> Completion:

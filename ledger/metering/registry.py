@@ -1,12 +1,12 @@
 """What the access engine remembers besides the ledger: plans, price books, customers,
-organisations, grants, decisions and completions. `MemoryRegistry` keeps them in this process."""
+organisations, grants and decisions. `MemoryRegistry` keeps them in this process."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 
-from ledger.metering.decision import Completion, Decision
+from ledger.metering.decision import Decision
 from ledger.metering.errors import NoPriceError, UnknownFeatureError
 from ledger.metering.plans import FeaturePlan, Plan, PriceBook
 
@@ -55,7 +55,6 @@ class MemoryRegistry:
         self.grants: dict[str, list[GrantRecord]] = {}
         self.decisions: dict[tuple[str, str], Decision] = {}
         self.decisions_by_id: dict[int, Decision] = {}
-        self.completions: dict[int, Completion] = {}
 
     def add_plan(self, plan: Plan) -> None:
         versions = [p for p in self.plans.get(plan.plan, []) if p.version != plan.version]

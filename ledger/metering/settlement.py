@@ -96,18 +96,10 @@ def report_usage_batch(
     named = {b.get("customer") for b in bodies if isinstance(b.get("customer"), str)}
     if any(c not in meter.registry.customers for c in named):
         meter.refresh()  # before the transaction: other processes may have added them
+    shapes = [_shape_problem(body) for body in bodies]
 
     def write(cur: Cursor) -> None:
-        outcomes.clear()
-        for body in bodies:
-            shape = _shape_problem(body)
-            if shape is None:
-                outcomes.append(_record_usage(meter, cur, body, now))
-                continue
-            meter.tables.reject(cur, _rejection(body, "invalid", now))
-            outcomes.append(
-                InvalidRequestError(shape[0], f"{shape[1]} (usage recorded as rejected)")
-            )
+        outcomes[:] = _record_usage(meter, cur, bodies, shapes, now)
 
     meter.tables.write(meter.store, now, write)
     return outcomes
@@ -132,66 +124,116 @@ def _shape_problem(body: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+_Head = tuple[str, str, bool]  # a decision's customer, feature and whether it was allowed
+
+
 def _record_usage(
-    meter: Meter, cur: Cursor, body: dict[str, Any], now: int
-) -> Report | UsageRejectedError:
-    """Inside the write transaction: check the report against what is recorded, then write
-    the usage event and its outbox entry, or the rejection."""
+    meter: Meter,
+    cur: Cursor,
+    bodies: Sequence[dict[str, Any]],
+    shapes: Sequence[tuple[str, str] | None],
+    now: int,
+) -> list[Report | MeteringError]:
+    """Inside the write transaction: check each well-formed report against what is recorded
+    (read for the whole batch in a few queries) and against the reports before it, then
+    write the new usage events with their outbox entries, and the rejections."""
     tables = meter.tables
+    valid = [b for b, shape in zip(bodies, shapes, strict=True) if shape is None]
+    heads = _decision_heads(meter, cur, [b["decision_id"] for b in valid])
+    known = tables.known_usage(
+        cur, [(b["customer"], b["key"]) for b in valid], [b["decision_id"] for b in valid]
+    )
+    by_key = {(u.customer, u.key): u for u in known}
+    by_decision = {u.decision_id: u for u in known}
+    outcomes: list[Report | MeteringError] = []
+    new: list[UsageEvent] = []
+    rejected: list[Rejection] = []
+    for body, shape in zip(bodies, shapes, strict=True):
+        if shape is not None:
+            rejected.append(_rejection(body, "invalid", now))
+            outcomes.append(
+                InvalidRequestError(shape[0], f"{shape[1]} (usage recorded as rejected)")
+            )
+            continue
+        outcome = _checked_usage(meter, heads, by_key, by_decision, body, now)
+        if isinstance(outcome, UsageRejectedError):
+            rejected.append(_rejection(body, outcome.reason, now))
+        elif not outcome.duplicate:
+            u = outcome.usage
+            new.append(u)
+            by_key[(u.customer, u.key)] = by_decision[u.decision_id] = u
+        outcomes.append(outcome)
+    tables.insert_usage(cur, new)
+    tables.reject(cur, rejected)
+    return outcomes
+
+
+def _decision_heads(meter: Meter, cur: Cursor, ids: Sequence[int]) -> dict[int, _Head]:
+    cached = meter.registry.decisions_by_id
+    heads = {i: (d.customer, d.feature, d.allowed) for i in ids if (d := cached.get(i)) is not None}
+    heads.update(meter.tables.decision_heads(cur, [i for i in ids if i not in heads]))
+    return heads
+
+
+def _checked_usage(
+    meter: Meter,
+    heads: dict[int, _Head],
+    by_key: dict[tuple[str, str], UsageEvent],
+    by_decision: dict[int, UsageEvent],
+    body: dict[str, Any],
+    now: int,
+) -> Report | UsageRejectedError:
+    """The report's outcome given what is recorded: a new usage event, a duplicate of the one
+    under its key, or why it is refused."""
     customer, key = body["customer"], body["key"]
-    problem = _usage_problem(meter, cur, body)
-    if problem is None:
-        usage = UsageEvent(
-            derive_id("usage", customer, key),
-            customer,
-            key,
-            body["feature"],
-            body["units"],
-            body["occurred_at"],
-            body["decision_id"],
-            now,
+    problem = _usage_problem(meter, heads.get(body["decision_id"]), body)
+    if problem is not None:
+        return problem
+    usage = UsageEvent(
+        derive_id("usage", customer, key),
+        customer,
+        key,
+        body["feature"],
+        body["units"],
+        body["occurred_at"],
+        body["decision_id"],
+        now,
+    )
+    earlier = by_key.get((customer, key))
+    if earlier is not None:
+        if earlier.body() == usage.body():
+            return Report(earlier, duplicate=True)
+        return UsageConflictError(
+            "key_reused",
+            f"usage key {key!r} of {customer!r} was reported with "
+            f"units={earlier.units}, decision {earlier.decision_id}; use a new key",
         )
-        earlier = tables.usage_by_key(cur, customer, key)
-        if earlier is not None:
-            if earlier.body() == usage.body():
-                return Report(earlier, duplicate=True)
-            problem = UsageConflictError(
-                "key_reused",
-                f"usage key {key!r} of {customer!r} was reported with "
-                f"units={earlier.units}, decision {earlier.decision_id}; use a new key",
-            )
-        elif (other := tables.usage_for_decision(cur, body["decision_id"])) is not None:
-            problem = UsageRejectedError(
-                "decision_already_reported",
-                f"decision {body['decision_id']} already has usage {other.key!r}",
-            )
-        else:
-            tables.insert_usage(cur, usage)
-            return Report(usage, duplicate=False)
-    tables.reject(cur, _rejection(body, problem.reason, now))
-    return problem
+    other = by_decision.get(body["decision_id"])
+    if other is not None:
+        return UsageRejectedError(
+            "decision_already_reported",
+            f"decision {body['decision_id']} already has usage {other.key!r}",
+        )
+    return Report(usage, duplicate=False)
 
 
-def _usage_problem(meter: Meter, cur: Cursor, body: dict[str, Any]) -> UsageRejectedError | None:
+def _usage_problem(
+    meter: Meter, head: _Head | None, body: dict[str, Any]
+) -> UsageRejectedError | None:
+    decision_id = body["decision_id"]
     if body["customer"] not in meter.registry.customers:
         return UsageRejectedError("unknown_customer", f"unknown customer {body['customer']!r}")
-    decision = meter.registry.decisions_by_id.get(body["decision_id"])
-    if decision is None:
-        decision = meter.tables.decision_by_id(cur, body["decision_id"])
-    if decision is None or decision.customer != body["customer"]:
+    if head is None or head[0] != body["customer"]:
         return UsageRejectedError(
             "unknown_decision",
-            f"customer {body['customer']!r} has no decision {body['decision_id']}",
+            f"customer {body['customer']!r} has no decision {decision_id}",
         )
-    if not decision.allowed:
-        return UsageRejectedError(
-            "decision_refused", f"decision {decision.decision_id} was a refusal"
-        )
-    if decision.feature != body["feature"]:
+    if not head[2]:
+        return UsageRejectedError("decision_refused", f"decision {decision_id} was a refusal")
+    if head[1] != body["feature"]:
         return UsageRejectedError(
             "feature_mismatch",
-            f"decision {decision.decision_id} was for {decision.feature!r}, "
-            f"not {body['feature']!r}",
+            f"decision {decision_id} was for {head[1]!r}, not {body['feature']!r}",
         )
     return None
 
@@ -217,13 +259,15 @@ class _Funds:
         self._available: dict[int, int] = {}
 
     def available(self, ids: Sequence[int]) -> dict[int, int]:
-        missing = [i for i in ids if i not in self._available]
-        for a in self._view.accounts(missing):
-            self._available[a.id] = a.available
+        missing = list({i: None for i in ids if i not in self._available})
+        if missing:
+            for a in self._view.accounts(missing):
+                self._available[a.id] = a.available
         return {i: self._available[i] for i in ids if i in self._available}
 
     def adjust(self, account_id: int, delta: int) -> None:
-        self.available([account_id])
+        if account_id not in self._available:
+            self.available([account_id])
         self._available[account_id] += delta
 
 
@@ -232,7 +276,6 @@ class _Settling:
     usage: UsageEvent
     decision: Decision
     book: Book | None  # None: settled before; only the outbox entry remains to drop
-    first: int = 0  # index of its first event in the batch
 
 
 def settle(meter: Meter, usage_ids: Sequence[int], now: int) -> list[Completion]:
@@ -261,20 +304,20 @@ def _settle_batch(meter: Meter, usage_ids: Sequence[int], now: int) -> list[Comp
         settling[:] = _prepare(meter, view, usage_ids, now)
         events: list[Transfer] = []
         for item in settling:
-            item.first = len(events)
-            events += _chained(item.book.events if item.book else [])
+            if item.book is not None:
+                events += _chained(item.book.events)
         return events, then
 
     def then(results: list[Result], cur: Cursor) -> None:
         if any(r not in _SETTLED for r in results):
             raise Rollback
-        committed[:] = [
-            replace(item.book.completion(item.usage.units), usage_id=item.usage.id)
-            for item in settling
-            if item.book is not None
-        ]
-        by_decision = {item.decision.decision_id: item for item in settling}
-        rows = [m for c in committed for m in _monetization(by_decision[c.decision_id], c)]
+        committed.clear()
+        rows: list[Monetization] = []
+        for item in settling:
+            if item.book is not None:
+                completion = item.book.completion(item.usage.units, item.usage.id)
+                committed.append(completion)
+                rows += _monetization(item, completion)
         meter.tables.record_settlements(cur, [i.usage.id for i in settling], committed, rows)
 
     with meter.lock:
@@ -296,25 +339,23 @@ def _settle_batch(meter: Meter, usage_ids: Sequence[int], now: int) -> list[Comp
         for item in settling:
             if item.book is not None:
                 meter.release_free(item.decision, item.book.free_releases, now)
-        for completion in committed:
-            meter.registry.completions[completion.decision_id] = completion
     return committed
 
 
 def _chained(events: list[Transfer]) -> list[Transfer]:
-    return [
-        replace(e, flags=e.flags | _LINKED) if i < len(events) - 1 else e
-        for i, e in enumerate(events)
-    ]
+    if len(events) < 2:
+        return events
+    return [replace(e, flags=e.flags | _LINKED) for e in events[:-1]] + events[-1:]
 
 
 def _prepare(meter: Meter, view: TxView, usage_ids: Sequence[int], now: int) -> list[_Settling]:
     """Read everything the batch needs in a few queries, then book each settlement in turn
     (funds kept current across the batch)."""
     inputs = meter.tables.settlement_inputs(view.cursor, usage_ids)
-    holds = [p.transfer_id for _, d, done in inputs if not done for p in d.parts if p.transfer_id]
-    statuses = view.pending_statuses(holds)
+    held = [p for _, d, done in inputs if not done for p in d.parts if p.transfer_id]
+    statuses = view.pending_statuses([p.transfer_id for p in held])
     funds = _Funds(view)
+    funds.available([p.account_id for p in held])  # one read for the batch's held accounts
     return [
         _Settling(u, d, None if done else _book(meter, statuses, funds, d, u.units, now))
         for u, d, done in inputs
@@ -403,9 +444,8 @@ def complete(meter: Meter, decision_id: int, actual: int, now: int) -> Completio
             reported = report_usage(
                 meter, decision.customer, decision.feature, actual, key, decision_id, at, now
             ).usage
-        if reported.units == actual:
-            settle(meter, [reported.id], now)
-        prior = meter.completion(decision_id)
+        settled = settle(meter, [reported.id], now) if reported.units == actual else []
+        prior = settled[0] if settled else meter.completion(decision_id)
         if prior is None:
             prior = Completion(decision_id, reported.units, usage_id=reported.id)
     if prior.actual_units != actual:
@@ -417,18 +457,31 @@ def complete(meter: Meter, decision_id: int, actual: int, now: int) -> Completio
 
 
 def settle_pending(
-    meter: Meter, worker: str, now: int, *, limit: int = 1000, lease_ns: int = 30 * 10**9
+    meter: Meter, worker: str, now: int, *, limit: int = 1000
 ) -> int:
-    """Claim up to `limit` unsettled usage events and settle them; returns how many."""
-    claimed: list[int] = []
-    meter.tables.write(
-        meter.store,
-        now,
-        lambda cur: claimed.extend(meter.tables.claim(cur, worker, now, lease_ns, limit)),
+    """Settle up to `limit` unsettled usage events that nobody holds; returns how many this
+    call settled (one settled meanwhile by another worker is skipped, not counted).
+
+    The events are picked by a read and settled in one transaction, which is the only claim
+    the batch needs: a worker killed mid-batch leaves nothing held, and the writers' lock
+    makes workers settle one batch after another (an event settled twice writes nothing
+    twice, M2). Each pick starts at a place in the outbox (by usage id) drawn from the worker
+    and `now`, so that workers seldom pick the same events. No lease is taken; a lease taken
+    with `MeterTables.claim` (as `tollgate serve`'s worker does) is respected."""
+    start = derive_id("pick", worker, now)
+    picked: list[int] = meter.tables.read(
+        meter.store, lambda cur: meter.tables.claimable(cur, now, limit, start)
     )
-    if claimed:
-        settle(meter, claimed, now)
-    return len(claimed)
+    if not picked:
+        return 0
+    return len(settle(meter, picked, now))
+
+
+def _measure_lag(meter: Meter, clock: Callable[[], int], stats: WorkerStats) -> int:
+    """Set `stats.lag_ns` from the backlog; returns how many events wait."""
+    backlog, oldest = meter.backlog()
+    stats.lag_ns = 0 if oldest is None else max(0, clock() - oldest)
+    return backlog
 
 
 @dataclass(slots=True)
@@ -453,27 +506,32 @@ def run_worker(
     clock: Callable[[], int],
     *,
     limit: int = 1000,
-    lease_ns: int = 30 * 10**9,
     until_idle: bool = True,
     stop: Callable[[], bool] = lambda: False,
     idle: Callable[[], None] = lambda: None,
 ) -> WorkerStats:
-    """Stream the outbox: claim, settle, repeat. Returns when the outbox is empty (with
+    """Stream the outbox: pick, settle, repeat. Returns when the outbox is empty (with
     `until_idle`) or when `stop()` says so; `idle()` runs between empty polls (e.g. a sleep).
-    Safe to run in any number of processes and to kill at any moment: what a killed worker
-    held is claimed again once its lease runs out, and settling twice writes nothing twice."""
+    Safe to run in any number of processes and to kill at any moment: a killed worker's batch
+    rolls back whole and is picked again, and settling twice writes nothing twice. The lag is
+    measured whenever a poll finds nothing to settle, and after the last batch (counting the
+    backlog reads the whole outbox, so not after every batch)."""
     stats = WorkerStats()
     started = time.perf_counter()
+    measured = False
     while not stop():
-        count = settle_pending(meter, worker, clock(), limit=limit, lease_ns=lease_ns)
+        count = settle_pending(meter, worker, clock(), limit=limit)
         stats.settled += count
-        stats.batches += 1 if count else 0
-        backlog, oldest = meter.backlog()
-        stats.lag_ns = 0 if oldest is None else max(0, clock() - oldest)
         if count:
+            stats.batches += 1
+            measured = False
             continue
+        backlog = _measure_lag(meter, clock, stats)
+        measured = True
         if backlog == 0 and until_idle:
             break
         idle()
+    if not measured:
+        _measure_lag(meter, clock, stats)
     stats.seconds = time.perf_counter() - started
     return stats

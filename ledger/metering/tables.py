@@ -7,13 +7,16 @@ so a decision and its holds, or a settlement and its transfers, commit together.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import astuple
 from typing import Any, NamedTuple, Protocol
 
 from ledger.metering.decision import Completion, Decision, Packed, pack_decision, unpack_decision
 from ledger.metering.records import (
     Monetization,
+    MonetizationRow,
     Rejection,
     UsageEvent,
+    UsageRow,
     completion_from_json,
     completion_to_json,
     decision_from_json,
@@ -26,6 +29,10 @@ Cursor = Any
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS meter_records (
         kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, key))""",
+    # Counts the records put, so a process sees in one row whether its registry is stale.
+    """CREATE TABLE IF NOT EXISTS meter_stamp (
+        id INTEGER PRIMARY KEY CHECK (id = 1), stamp BIGINT NOT NULL)""",
+    "INSERT INTO meter_stamp (id, stamp) VALUES (1, 0) ON CONFLICT DO NOTHING",
     """CREATE TABLE IF NOT EXISTS decisions (
         decision_id BIGINT PRIMARY KEY, customer TEXT NOT NULL, key TEXT NOT NULL,
         feature TEXT NOT NULL, now BIGINT NOT NULL, allowed INTEGER NOT NULL,
@@ -70,6 +77,9 @@ class MeterTables(Protocol):
     def setup(self, cur: Cursor) -> None: ...
     def put_record(self, cur: Cursor, kind: str, key: str, body: str) -> None: ...
     def records(self, cur: Cursor, kind: str) -> list[tuple[str, str]]: ...
+    def records_stamp(self, cur: Cursor) -> int:
+        """A number that changes whenever any process puts a record."""
+
     def put_decision(self, cur: Cursor, d: Decision) -> None: ...
     def latest(self, cur: Cursor, customer: str) -> int:
         """The latest time a decision of `customer` was evaluated at (0: none)."""
@@ -78,16 +88,28 @@ class MeterTables(Protocol):
     def decision_by_id(self, cur: Cursor, decision_id: int) -> Decision | None: ...
     def put_completion(self, cur: Cursor, c: Completion) -> None: ...
     def completion(self, cur: Cursor, decision_id: int) -> Completion | None: ...
-    def insert_usage(self, cur: Cursor, u: UsageEvent) -> None:
-        """The usage event and its outbox entry (one transaction: the caller's)."""
+    def decision_heads(self, cur: Cursor, ids: Sequence[int]) -> dict[int, tuple[str, str, bool]]:
+        """(customer, feature, allowed) of each decision among `ids` that exists."""
 
-    def usage_by_key(self, cur: Cursor, customer: str, key: str) -> UsageEvent | None: ...
+    def insert_usage(self, cur: Cursor, rows: Sequence[UsageEvent]) -> None:
+        """The usage events and their outbox entries (one transaction: the caller's)."""
+
+    def known_usage(
+        self, cur: Cursor, keys: Sequence[tuple[str, str]], decision_ids: Sequence[int]
+    ) -> list[UsageEvent]:
+        """The usage events reported under any of `keys` (customer, key) or for any of
+        `decision_ids`."""
+
     def usage_for_decision(self, cur: Cursor, decision_id: int) -> UsageEvent | None: ...
     def usage_by_id(self, cur: Cursor, usage_id: int) -> UsageEvent | None: ...
-    def reject(self, cur: Cursor, r: Rejection) -> None: ...
+    def reject(self, cur: Cursor, rows: Sequence[Rejection]) -> None: ...
     def claim(self, cur: Cursor, worker: str, now: int, lease: int, limit: int) -> list[int]:
-        """Up to `limit` outbox entries nobody holds (or whose lease ran out), oldest usage
-        first, now held by `worker` until `now + lease`."""
+        """Up to `limit` outbox entries nobody holds (or whose lease ran out), in usage id
+        order, now held by `worker` until `now + lease`."""
+
+    def claimable(self, cur: Cursor, now: int, limit: int, start: int) -> list[int]:
+        """Up to `limit` outbox entries nobody holds (or whose lease ran out), in usage id
+        order from `start` on, then from the lowest id (a read: nothing is held)."""
 
     def settled(self, cur: Cursor, usage_id: int) -> None: ...
     def settlement_inputs(
@@ -112,6 +134,13 @@ class MeterTables(Protocol):
     def all_usage(self, cur: Cursor) -> Iterator[UsageEvent]: ...
     def all_monetization(self, cur: Cursor) -> Iterator[Monetization]: ...
     def all_rejections(self, cur: Cursor) -> Iterator[Rejection]: ...
+    def usage_rows(self, cur: Cursor) -> list[UsageRow]:
+        """Every usage event as a row, by id (what the audit reads)."""
+
+    def monetization_rows(self, cur: Cursor) -> list[MonetizationRow]:
+        """Every monetization event as a row, by id (what the audit reads)."""
+
+    def rejection_count(self, cur: Cursor) -> int: ...
     def all_completions(self, cur: Cursor) -> Iterator[Completion]: ...
     def all_decisions(self, cur: Cursor) -> Iterator[Decision]: ...
     def all_allocations(self, cur: Cursor) -> Iterator[Allocation]:
@@ -136,7 +165,9 @@ def _joined(numbers: Sequence[int]) -> str:
 
 
 def _numbers(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",")) if text else ()
+    if "," in text:
+        return tuple(map(int, text.split(",")))
+    return (int(text),) if text else ()
 
 
 class MemoryTables:
@@ -173,6 +204,9 @@ class MemoryTables:
     def records(self, cur: Cursor, kind: str) -> list[tuple[str, str]]:
         return sorted((k, body) for (kd, k), body in self.meter_records.items() if kd == kind)
 
+    def records_stamp(self, cur: Cursor) -> int:
+        return 0  # nothing but this process writes them
+
     def put_decision(self, cur: Cursor, d: Decision) -> None:
         keys = self._decision_keys.get(d.customer)
         if keys is None:
@@ -202,16 +236,24 @@ class MemoryTables:
     def completion(self, cur: Cursor, decision_id: int) -> Completion | None:
         return self.completions.get(decision_id)
 
-    def insert_usage(self, cur: Cursor, u: UsageEvent) -> None:
-        assert u.id not in self.usage and (u.customer, u.key) not in self.usage_keys
-        self.usage[u.id] = u
-        self.usage_keys[(u.customer, u.key)] = u.id
-        self.usage_decisions[u.decision_id] = u.id
-        self.outbox[u.id] = (None, 0)
+    def decision_heads(self, cur: Cursor, ids: Sequence[int]) -> dict[int, tuple[str, str, bool]]:
+        found = {i: self.decision_by_id(cur, i) for i in ids}
+        return {i: (d.customer, d.feature, d.allowed) for i, d in found.items() if d is not None}
 
-    def usage_by_key(self, cur: Cursor, customer: str, key: str) -> UsageEvent | None:
-        found = self.usage_keys.get((customer, key))
-        return None if found is None else self.usage[found]
+    def insert_usage(self, cur: Cursor, rows: Sequence[UsageEvent]) -> None:
+        for u in rows:
+            assert u.id not in self.usage and (u.customer, u.key) not in self.usage_keys
+            self.usage[u.id] = u
+            self.usage_keys[(u.customer, u.key)] = u.id
+            self.usage_decisions[u.decision_id] = u.id
+            self.outbox[u.id] = (None, 0)
+
+    def known_usage(
+        self, cur: Cursor, keys: Sequence[tuple[str, str]], decision_ids: Sequence[int]
+    ) -> list[UsageEvent]:
+        ids = [self.usage_keys.get(k) for k in keys]
+        ids += [self.usage_decisions.get(d) for d in decision_ids]
+        return [self.usage[i] for i in dict.fromkeys(ids) if i is not None]
 
     def usage_for_decision(self, cur: Cursor, decision_id: int) -> UsageEvent | None:
         found = self.usage_decisions.get(decision_id)
@@ -220,14 +262,19 @@ class MemoryTables:
     def usage_by_id(self, cur: Cursor, usage_id: int) -> UsageEvent | None:
         return self.usage.get(usage_id)
 
-    def reject(self, cur: Cursor, r: Rejection) -> None:
-        self.rejections.setdefault(r.id, r)
+    def reject(self, cur: Cursor, rows: Sequence[Rejection]) -> None:
+        for r in rows:
+            self.rejections.setdefault(r.id, r)
 
     def claim(self, cur: Cursor, worker: str, now: int, lease: int, limit: int) -> list[int]:
         free = sorted(i for i, (_, until) in self.outbox.items() if until <= now)[:limit]
         for usage_id in free:
             self.outbox[usage_id] = (worker, now + lease)
         return free
+
+    def claimable(self, cur: Cursor, now: int, limit: int, start: int) -> list[int]:
+        free = sorted(i for i, (_, until) in self.outbox.items() if until <= now)
+        return ([i for i in free if i >= start] + [i for i in free if i < start])[:limit]
 
     def settled(self, cur: Cursor, usage_id: int) -> None:
         self.outbox.pop(usage_id, None)
@@ -272,6 +319,15 @@ class MemoryTables:
 
     def all_rejections(self, cur: Cursor) -> Iterator[Rejection]:
         return iter(sorted(self.rejections.values(), key=lambda r: r.id))
+
+    def usage_rows(self, cur: Cursor) -> list[UsageRow]:
+        return [UsageRow(*astuple(u)) for u in self.all_usage(cur)]
+
+    def monetization_rows(self, cur: Cursor) -> list[MonetizationRow]:
+        return [MonetizationRow(*astuple(m)) for m in self.all_monetization(cur)]
+
+    def rejection_count(self, cur: Cursor) -> int:
+        return len(self.rejections)
 
     def all_completions(self, cur: Cursor) -> Iterator[Completion]:
         return iter(sorted(self.completions.values(), key=lambda c: c.decision_id))
@@ -327,12 +383,18 @@ class SqlTables:
             ),
             (kind, key, body),
         )
+        cur.execute("UPDATE meter_stamp SET stamp = stamp + 1 WHERE id = 1")
 
     def records(self, cur: Cursor, kind: str) -> list[tuple[str, str]]:
         cur.execute(
             self._q("SELECT key, body FROM meter_records WHERE kind = ? ORDER BY key"), (kind,)
         )
         return [(str(k), str(b)) for k, b in cur.fetchall()]
+
+    def records_stamp(self, cur: Cursor) -> int:
+        cur.execute("SELECT stamp FROM meter_stamp WHERE id = 1")
+        row = cur.fetchone()
+        return -1 if row is None else int(row[0])
 
     def put_decision(self, cur: Cursor, d: Decision) -> None:
         cur.execute(
@@ -396,35 +458,57 @@ class SqlTables:
         row = cur.fetchone()
         return None if row is None else completion_from_json(row[0])
 
-    def insert_usage(self, cur: Cursor, u: UsageEvent) -> None:
-        cur.execute(
+    def decision_heads(self, cur: Cursor, ids: Sequence[int]) -> dict[int, tuple[str, str, bool]]:
+        found: dict[int, tuple[str, str, bool]] = {}
+        for chunk in _chunks(ids):
+            where, params = self._in("decision_id", chunk)
+            cur.execute(
+                f"SELECT decision_id, customer, feature, allowed FROM decisions WHERE {where}",
+                params,
+            )
+            for i, customer, feature, allowed in cur.fetchall():
+                found[int(i)] = (customer, feature, bool(allowed))
+        return found
+
+    def insert_usage(self, cur: Cursor, rows: Sequence[UsageEvent]) -> None:
+        cur.executemany(
             self._q(f"INSERT INTO usage_events ({USAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
-            (
-                u.id,
-                u.customer,
-                u.key,
-                u.feature,
-                u.units,
-                u.occurred_at,
-                u.decision_id,
-                u.received_at,
-            ),
+            [_usage_values(u) for u in rows],
         )
-        cur.execute(
+        cur.executemany(
             self._q(
                 "INSERT INTO outbox (usage_id, claimed_by, claimed_until, attempts) "
                 "VALUES (?, NULL, 0, 0)"
             ),
-            (u.id,),
+            [(u.id,) for u in rows],
         )
+
+    def known_usage(
+        self, cur: Cursor, keys: Sequence[tuple[str, str]], decision_ids: Sequence[int]
+    ) -> list[UsageEvent]:
+        columns = ", ".join(f"u.{c.strip()}" for c in USAGE_COLUMNS.split(","))
+        found: dict[int, UsageEvent] = {}
+        join = "JOIN usage_events u ON u.customer = v.c AND u.key = v.k"
+        for chunk in _chunks(keys):
+            if self.skip_locked:  # PostgreSQL: two array parameters
+                sql = f"SELECT {columns} FROM unnest(%s::text[], %s::text[]) AS v(c, k) {join}"
+                params: list[Any] = [[c for c, _ in chunk], [k for _, k in chunk]]
+            else:
+                values = ", ".join(["(?, ?)"] * len(chunk))
+                sql = f"WITH v(c, k) AS (VALUES {values}) SELECT {columns} FROM v {join}"
+                params = [x for pair in chunk for x in pair]
+            cur.execute(sql, params)
+            found.update((int(r[0]), UsageEvent(*r)) for r in cur.fetchall())
+        for chunk in _chunks(decision_ids):
+            where, params = self._in("decision_id", chunk)
+            cur.execute(f"SELECT {USAGE_COLUMNS} FROM usage_events WHERE {where}", params)
+            found.update((int(r[0]), UsageEvent(*r)) for r in cur.fetchall())
+        return list(found.values())
 
     def _usage(self, cur: Cursor, where: str, params: tuple[object, ...]) -> UsageEvent | None:
         cur.execute(self._q(f"SELECT {USAGE_COLUMNS} FROM usage_events WHERE {where}"), params)
         row = cur.fetchone()
         return None if row is None else UsageEvent(*row)
-
-    def usage_by_key(self, cur: Cursor, customer: str, key: str) -> UsageEvent | None:
-        return self._usage(cur, "customer = ? AND key = ?", (customer, key))
 
     def usage_for_decision(self, cur: Cursor, decision_id: int) -> UsageEvent | None:
         return self._usage(cur, "decision_id = ?", (decision_id,))
@@ -432,13 +516,13 @@ class SqlTables:
     def usage_by_id(self, cur: Cursor, usage_id: int) -> UsageEvent | None:
         return self._usage(cur, "id = ?", (usage_id,))
 
-    def reject(self, cur: Cursor, r: Rejection) -> None:
-        cur.execute(
+    def reject(self, cur: Cursor, rows: Sequence[Rejection]) -> None:
+        cur.executemany(
             self._q(
                 "INSERT INTO usage_rejections (id, customer, key, reason, body, at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
             ),
-            (r.id, r.customer, r.key, r.reason, r.body, r.at),
+            [(r.id, r.customer, r.key, r.reason, r.body, r.at) for r in rows],
         )
 
     def claim(self, cur: Cursor, worker: str, now: int, lease: int, limit: int) -> list[int]:
@@ -452,6 +536,21 @@ class SqlTables:
             (worker, now + lease, now, limit),
         )
         return sorted(int(r[0]) for r in cur.fetchall())
+
+    def claimable(self, cur: Cursor, now: int, limit: int, start: int) -> list[int]:
+        found: list[int] = []
+        for where in ("usage_id >= ?", "usage_id < ?"):
+            cur.execute(
+                self._q(
+                    f"SELECT usage_id FROM outbox WHERE claimed_until <= ? AND {where} "
+                    "ORDER BY usage_id LIMIT ?"
+                ),
+                (now, start, limit - len(found)),
+            )
+            found += [int(r[0]) for r in cur.fetchall()]
+            if len(found) >= limit:
+                break
+        return found
 
     def settled(self, cur: Cursor, usage_id: int) -> None:
         cur.execute(self._q("DELETE FROM outbox WHERE usage_id = ?"), (usage_id,))
@@ -539,6 +638,18 @@ class SqlTables:
         cur.execute("SELECT id, customer, key, reason, body, at FROM usage_rejections ORDER BY id")
         return (Rejection(*row) for row in cur.fetchall())
 
+    def usage_rows(self, cur: Cursor) -> list[UsageRow]:
+        cur.execute(f"SELECT {USAGE_COLUMNS} FROM usage_events ORDER BY id")
+        return list(map(UsageRow._make, cur))
+
+    def monetization_rows(self, cur: Cursor) -> list[MonetizationRow]:
+        cur.execute(f"SELECT {MONETIZATION_COLUMNS} FROM monetization_events ORDER BY id")
+        return list(map(MonetizationRow._make, cur))
+
+    def rejection_count(self, cur: Cursor) -> int:
+        cur.execute("SELECT COUNT(*) FROM usage_rejections")
+        return int(cur.fetchone()[0])
+
     def all_completions(self, cur: Cursor) -> Iterator[Completion]:
         cur.execute("SELECT body FROM completions ORDER BY decision_id")
         return (completion_from_json(row[0]) for row in cur.fetchall())
@@ -552,13 +663,31 @@ class SqlTables:
             "SELECT decision_id, customer, feature, units, allowed, rooms, took FROM decisions"
         )
         return (
-            Allocation(int(i), c, f, int(u), bool(a), _numbers(r), _numbers(t))
-            for i, c, f, u, a, r, t in cur.fetchall()
+            Allocation(i, c, f, u, bool(a), _numbers(r), _numbers(t)) for i, c, f, u, a, r, t in cur
         )
 
     def all_completion_keys(self, cur: Cursor) -> list[tuple[int, int, tuple[int, ...]]]:
         cur.execute("SELECT decision_id, usage_id, transfers FROM completions")
-        return [(int(d), int(u), _numbers(t)) for d, u, t in cur.fetchall()]
+        return [(d, u, _numbers(t)) for d, u, t in cur]
+
+
+def _usage_values(u: UsageEvent) -> tuple[int | str, ...]:
+    return (
+        u.id,
+        u.customer,
+        u.key,
+        u.feature,
+        u.units,
+        u.occurred_at,
+        u.decision_id,
+        u.received_at,
+    )
+
+
+def _chunks(items: Sequence[Any], size: int = 5000) -> Iterator[Sequence[Any]]:
+    """`items` in slices that keep a statement under SQLite's host parameter limit."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def tables_for(store: Store) -> MeterTables:

@@ -569,6 +569,12 @@ class Model:
             self.outbox[usage_id] = now + lease
         return free
 
+    def pick(self, now: int, limit: int, start: int) -> list[int]:
+        """What a worker picks: unleased entries by usage id from `start` on, then from the
+        lowest (a read: nothing is leased)."""
+        free = sorted(i for i, until in self.outbox.items() if until <= now)
+        return ([i for i in free if i >= start] + [i for i in free if i < start])[:limit]
+
     def settle(
         self, usage_ids: Sequence[int], now: int, status: dict[int, int]
     ) -> list[MCompletion]:

@@ -537,19 +537,17 @@ class Runner:
         now = self._now(step)
         name = self.config.nodes[step.node].name
         limit = step.arg("limit")
-        lease = self.config.lease_ns
         fired = self.recorder.fired
         count, error = self._attempt(
-            lambda: settlement.settle_pending(meter, name, now, limit=limit, lease_ns=lease)
+            lambda: settlement.settle_pending(meter, name, now, limit=limit)
         )
-        ids = self.model.claim(now, lease, limit)
+        ids = self.model.pick(now, limit, derive_id("pick", name, now))
         if self.recorder.fired > fired and ids:
-            # The failed attempt may have committed its claim before its settlement failed
-            # (the claim is a transaction of its own): then its usage stays leased and the
-            # retry claims the next free ones. Which happened shows in the outbox.
+            # A failed attempt settled nothing (its one transaction rolled back), unless the
+            # fault came after the commit. Which happened shows in the outbox.
             outbox = meter.tables.read(meter.store, meter.tables.outbox_ids)
             if all(u in outbox for u in ids):
-                ids = self.model.claim(now, lease, limit)
+                ids = []
         done = self.model.settle(ids, now, self._statuses(self._decisions_of(ids)))
         if self._expect_same_error("settlement", error, None) and count != len(ids):
             self._violate(

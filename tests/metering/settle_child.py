@@ -1,16 +1,16 @@
 """A settlement worker process for the fault-injection test (test_settlement_faults.py).
 
-    python -m tests.metering.settle_child URL WORKER LOG [--limit N] [--lease-ms MS]
+    python -m tests.metering.settle_child URL WORKER LOG [--limit N]
         [--idle-exit SECONDS] [--until-idle]
 
 It opens the store the URL names (`sqlite:///path` or `postgresql://...`), builds `Meter(store)`
 (plans, prices and customers come from the database), and streams the outbox with
 `ledger.metering.settlement.run_worker` on the wall clock (`time.time_ns`, as the workload's
-decisions and reports were stamped) until it is SIGKILLed, until no work could be claimed for
+decisions and reports were stamped) until it is SIGKILLed, until no work could be picked for
 `--idle-exit` seconds (exit 0), or, with `--until-idle`, until the outbox is empty.
 
 LOG gets one line per step, flushed at once, so the parent can tell where a kill landed:
-"start" once the meter is built, "begin N" before a claimed batch of N is settled and "end N"
+"start" once the meter is built, "begin N" before a picked batch of N is settled and "end N"
 after its transaction returned, and "done S" with the events settled when it stops by itself.
 """
 
@@ -48,7 +48,6 @@ def run(
     log: TextIO,
     *,
     limit: int,
-    lease_ns: int,
     idle_exit: float,
     until_idle: bool,
 ) -> settlement.WorkerStats:
@@ -76,7 +75,6 @@ def run(
         worker,
         time.time_ns,
         limit=limit,
-        lease_ns=lease_ns,
         until_idle=until_idle,
         stop=(lambda: False) if until_idle else stop,
         idle=idle,
@@ -92,7 +90,6 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("worker")
     parser.add_argument("log")
     parser.add_argument("--limit", type=int, default=100)
-    parser.add_argument("--lease-ms", type=int, default=500)
     parser.add_argument("--idle-exit", type=float, default=3.0)
     parser.add_argument("--until-idle", action="store_true")
     args = parser.parse_args(argv)
@@ -102,7 +99,6 @@ def main(argv: Sequence[str]) -> int:
             args.worker,
             log,
             limit=args.limit,
-            lease_ns=args.lease_ms * 1_000_000,
             idle_exit=args.idle_exit,
             until_idle=args.until_idle,
         )

@@ -16,8 +16,8 @@ The workload (`make_workload`, a pure function of the seed and the sizes):
 - about a third of the customers hold part of their funds as a promotional grant (burnt
   first), and funds are topped with "dust" below one unit's price that can never be spent.
 
-Why the expected totals do not depend on the order of settlement (which the workers, the
-kills and the leases scramble) -- everything below is in units, since every amount posted or
+Why the expected totals do not depend on the order of settlement (which the workers and the
+kills scramble) -- everything below is in units, since every amount posted or
 held is a multiple of the price, so an account's room (available // price) moves by whole units
 and the dust never counts:
 
@@ -40,8 +40,8 @@ and the dust never counts:
 The campaign (`Campaign.run`): the reports (one per decision, plus 10% duplicates of the same
 key and body, all shuffled) go to a reporter process (usage_child.py: runs of 1 to 40 reports, 1
 to 4 in the fast campaign, a single one through `report_usage`, longer ones through
-`report_usage_batch`); 4 settlement workers (settle_child.py: `run_worker`, 100 events a claim,
-0.5 s leases) stream the outbox; a killer loop SIGKILLs a random live process (a worker, or the
+`report_usage_batch`); 4 settlement workers (settle_child.py: `run_worker`, batches of 100
+events) stream the outbox; a killer loop SIGKILLs a random live process (a worker, or the
 reporter) at random moments, paced from the progress so far so that the kills spread over the
 whole run, and restarts it -- the reporter a little before the last report it acknowledged, so
 some reports are delivered again and must come back as duplicates -- until the workers alone
@@ -53,7 +53,7 @@ the monetization events and from the ledger's accounts, and the revenue and writ
 
 Reporting one event per transaction (`report_usage` only) works too but on 2 cores made the
 PostgreSQL campaign take six minutes: each report is a write transaction queueing on the
-ledger's clock row with the workers' claims and settlements.
+ledger's clock row with the workers' settlements.
 
 Only the worker and reporter processes are killed, never the test process or the server, so
 durability across a power cut is not under test here (tests/store/test_sqlite_crash.py and
@@ -106,8 +106,7 @@ PLAN = {
 GRANT_LIFETIME_NS = 30 * 86_400 * 10**9
 WORKERS = 4
 DUPLICATES = 0.10
-WORKER_LIMIT = 100  # events claimed per batch
-LEASE_MS = 500  # a killed worker's claims come back after half a second
+WORKER_LIMIT = 100  # events picked per batch
 
 
 # --- the workload and what it must cost ---------------------------------------------------------
@@ -316,8 +315,6 @@ class Campaign:
             str(log),
             "--limit",
             str(WORKER_LIMIT),
-            "--lease-ms",
-            str(LEASE_MS),
             "--idle-exit",
             str(self.idle_exit),
             *extra,
