@@ -22,9 +22,10 @@ from pydantic import BaseModel, ValidationError
 
 from ledger.api import models
 from ledger.api.auth import Keyring, Principal, Role
+from ledger.api.batching import DecisionBatcher
 from ledger.api.errors import ApiError
 from ledger.api.metrics import Metrics
-from ledger.metering import Meter, UnknownCustomerError
+from ledger.metering import DecideRequest, Decision, Meter, UnknownCustomerError
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -48,7 +49,8 @@ class FastJSON(Response):
 
 @dataclass
 class Service:
-    """What the endpoints share: the meter, the keys, the metrics and the clock."""
+    """What the endpoints share: the meter, the keys, the metrics and the clock. On a shared
+    database, decisions go through `batcher` (group commit)."""
 
     meter: Meter
     keyring: Keyring
@@ -56,6 +58,11 @@ class Service:
     clock: Callable[[], int]
     shared: bool
     reloaded_at: float = field(default=0.0)
+    batcher: DecisionBatcher | None = None
+
+    def __post_init__(self) -> None:
+        if self.shared and self.batcher is None:
+            self.batcher = DecisionBatcher(self.meter)
 
     def known_customer(self, fn: Callable[[], T]) -> T:
         """`fn()`; if it names a customer this process has not seen and the database is shared
@@ -63,11 +70,32 @@ class Service:
         try:
             return fn()
         except UnknownCustomerError:
-            if not self.shared or time.monotonic() - self.reloaded_at < RELOAD_INTERVAL_S:
+            if not self._reload():
                 raise
-            self.reloaded_at = time.monotonic()
-            self.meter.reload()
             return fn()
+
+    async def decide(self, request: DecideRequest) -> Decision:
+        """`Meter.decide`, through the batcher when there is one, re-reading the registry
+        once for a customer this process has not seen (as `known_customer`)."""
+        try:
+            return await self._decide(request)
+        except UnknownCustomerError:
+            if not self._reload():
+                raise
+            return await self._decide(request)
+
+    async def _decide(self, q: DecideRequest) -> Decision:
+        if self.batcher is not None:
+            return await self.batcher.decide(q)
+        return self.meter.decide(q.customer, q.feature, q.units, q.key, q.now, timeout=q.timeout)
+
+    def _reload(self) -> bool:
+        """Re-read the registry if it is shared and was not re-read in the last second."""
+        if not self.shared or time.monotonic() - self.reloaded_at < RELOAD_INTERVAL_S:
+            return False
+        self.reloaded_at = time.monotonic()
+        self.meter.reload()
+        return True
 
 
 def the_service(request: Request) -> Service:

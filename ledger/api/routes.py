@@ -60,7 +60,7 @@ from ledger.api.views import (
     usage_results,
 )
 from ledger.api.worker import run_pass, worker_name
-from ledger.metering import InvalidRequestError, Plan, PriceBook
+from ledger.metering import DecideRequest, InvalidRequestError, Plan, PriceBook
 from ledger.metering import accounts as acc
 from ledger.metering.audit import audit as run_audit
 
@@ -75,19 +75,14 @@ async def decide(body: models.DecideIn, svc: Svc, _: Principal = SERVICE) -> Res
     """One definitive decision. The same `idempotency_key` (per customer) returns the same
     decision and consumes once; a refusal is a decision too (`allowed: false`, with reasons,
     `retry_after` and `unblock`)."""
-    return decision_response(svc, body)
+    return await decision_response(svc, body)
 
 
-def decision_response(svc: Service, body: models.DecideIn) -> Response:
+async def decision_response(svc: Service, body: models.DecideIn) -> Response:
     now = svc.clock()
-    d = svc.known_customer(
-        lambda: svc.meter.decide(
-            body.customer,
-            body.feature,
-            body.units,
-            body.idempotency_key,
-            now,
-            timeout=body.timeout,
+    d = await svc.decide(
+        DecideRequest(
+            body.customer, body.feature, body.units, body.idempotency_key, now, body.timeout
         )
     )
     if d.now >= now:  # a replay returns the earlier decision, stamped before `now`
@@ -100,7 +95,8 @@ async def decide_lean(request: Request) -> Response:
     refused = SERVICE_ONLY.refusal(request)[1]
     if refused is not None:
         raise refused
-    return decision_response(the_service(request), await strict_body(request, models.DecideIn))
+    body = await strict_body(request, models.DecideIn)
+    return await decision_response(the_service(request), body)
 
 
 LEAN[decide] = decide_lean

@@ -23,7 +23,7 @@ from ledger.metering.errors import (
     UnknownDecisionError,
     UnknownFeatureError,
 )
-from ledger.metering.meter import UNITS_MAX, ConcurrentChangeError, Meter
+from ledger.metering.meter import UNITS_MAX, ConcurrentChangeError, DecideRequest, Meter
 from ledger.metering.plans import (
     Plan,
     PriceBook,
@@ -41,6 +41,7 @@ __all__ = [
     "CompletionConflictError",
     "ConcurrentChangeError",
     "Consulted",
+    "DecideRequest",
     "Decision",
     "GrantConflictError",
     "IdempotencyConflictError",

@@ -6,6 +6,7 @@ is all or nothing. Retries are safe: every id is derived from the customer and t
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -108,6 +109,36 @@ class _Request(NamedTuple):
     @property
     def price(self) -> int:
         return self.terms.price
+
+
+class DecideRequest(NamedTuple):
+    """The arguments of one `Meter.decide` call, for `Meter.decide_many`."""
+
+    customer: str
+    feature: str
+    units: int
+    key: str
+    now: int
+    timeout: int | None = None
+
+
+def _check_request(q: DecideRequest) -> None:
+    check_count("units", q.units, 1, UNITS_MAX)
+    check_name("idempotency_key", q.key)
+    check_count("now", q.now, 0, AMOUNT_MAX)
+    if q.timeout is not None:
+        check_count("timeout", q.timeout, 1, TIMEOUT_MAX_SECONDS)
+
+
+@dataclasses.dataclass(slots=True)
+class _Batch:
+    """A `decide_many` batch: decisions known under its keys (read up front on a shared
+    database, or made in the batch), the customers' latest times, and the decisions made but
+    not yet written."""
+
+    earlier: dict[tuple[str, str], Decision]
+    latest: dict[str, int]
+    unwritten: list[tuple[_Request, Decision]] = dataclasses.field(default_factory=list)
 
 
 class Meter:
@@ -334,51 +365,119 @@ class Meter:
         timeout: int | None = None,
     ) -> Decision:
         """One definitive decision; the same key returns the same decision and consumes once."""
-        check_count("units", units, 1, UNITS_MAX)
-        check_name("idempotency_key", key)
-        check_count("now", now, 0, AMOUNT_MAX)
-        if timeout is not None:
-            check_count("timeout", timeout, 1, TIMEOUT_MAX_SECONDS)
+        request = DecideRequest(customer, feature, units, key, now, timeout)
+        _check_request(request)
         with self._lock:
-            record = self._customer(customer)
-            earlier = self._earlier(customer, key)
-            if earlier is not None:
-                return _replay(earlier, feature, units, timeout)
-            at = max(now, record.last_seen, self._latest(customer))
-            terms = self._terms(record.plan, feature, at)
-            if units * terms.price > AMOUNT_MAX:
-                raise InvalidRequestError("units", f"{units} units at {terms.price} overflow")
-            request = _Request(
-                record,
-                feature,
-                units,
-                key,
-                at,
-                terms,
-                timeout if timeout is not None else terms.fp.reservation_timeout,
-                derive_id("decision", customer, key),
-                timeout,
-            )
-            decision = self._windows_only(request) or self._decide(request)
-            if not any(p.transfer_id for p in decision.parts):
-                # No holds, so nothing was written with it: record it now.
-                try:
-                    self.tables.write(
-                        self.store, at, lambda cur: self.tables.put_decision(cur, decision)
-                    )
-                except BaseException:
-                    self._give_back(request, decision)  # not decided: the units are free
-                    raise
-            record.last_seen = at
-            if self._shared:
-                self.registry.put_decision(decision)  # a cache in front of the SQL tables
-            return decision
+            return self._decide_one(request, None)
 
-    def _latest(self, customer: str) -> int:
+    def decide_many(self, requests: Sequence[DecideRequest]) -> list[Decision | Exception]:
+        """Each request decided in order as `decide` would decide it, with what `decide` would
+        raise returned in its place. The decisions that hold no money are recorded together in
+        one transaction at the end (group commit: one durable write for the batch, not one
+        each); if that write fails, they give back what they took and each gets the error.
+        Decisions that hold money commit with their holds, one by one, as in `decide`."""
+        results: list[Decision | Exception] = []
+        with self._lock:
+            batch = self._batch_for(requests)
+            for request in requests:
+                try:
+                    _check_request(request)
+                    results.append(self._decide_one(request, batch))
+                except Exception as error:  # that request's own error, as `decide` raises it
+                    results.append(error)
+            failed = self._record_batch(batch)
+        if failed is not None:
+            ids = {d.decision_id for _, d in batch.unwritten}
+            return [
+                failed if isinstance(x, Decision) and x.decision_id in ids else x for x in results
+            ]
+        return results
+
+    def _decide_one(self, q: DecideRequest, batch: _Batch | None) -> Decision:
+        record = self._customer(q.customer)
+        earlier = self._earlier(q.customer, q.key, batch)
+        if earlier is not None:
+            return _replay(earlier, q.feature, q.units, q.timeout)
+        at = max(q.now, record.last_seen, self._latest(q.customer, batch))
+        terms = self._terms(record.plan, q.feature, at)
+        if q.units * terms.price > AMOUNT_MAX:
+            raise InvalidRequestError("units", f"{q.units} units at {terms.price} overflow")
+        request = _Request(
+            record,
+            q.feature,
+            q.units,
+            q.key,
+            at,
+            terms,
+            q.timeout if q.timeout is not None else terms.fp.reservation_timeout,
+            derive_id("decision", q.customer, q.key),
+            q.timeout,
+        )
+        decision = self._windows_only(request) or self._decide(request)
+        holds = any(p.transfer_id for p in decision.parts)  # written with its holds, if any
+        if batch is not None:
+            batch.earlier[(q.customer, q.key)] = decision
+            if not holds:
+                batch.unwritten.append((request, decision))
+        elif not holds:
+            self._record_decisions([(request, decision)])
+        record.last_seen = at
+        if self._shared and (holds or batch is None):
+            self.registry.put_decision(decision)  # a cache in front of the SQL tables
+        return decision
+
+    def _record_decisions(self, made: list[tuple[_Request, Decision]]) -> None:
+        """Write decisions that hold nothing in one transaction; if the write fails, what they
+        took from windows and allowances is given back (they were not decided)."""
+        decisions = [d for _, d in made]
+        try:
+            self.tables.write(
+                self.store,
+                max(d.now for d in decisions),
+                lambda cur: self.tables.put_decisions(cur, decisions),
+            )
+        except BaseException:
+            for request, decision in made:
+                self._give_back(request, decision)
+            raise
+
+    def _batch_for(self, requests: Sequence[DecideRequest]) -> _Batch:
+        """A batch with, on a shared database, the decisions already made under the requests'
+        keys and the customers' latest decision times, read in one transaction."""
+        if not self._shared:
+            return _Batch({}, {})
+        pairs = [(q.customer, q.key) for q in requests if isinstance(q.customer, str)]
+        cached = self.registry.decisions
+        wanted = [pair for pair in pairs if pair not in cached]
+
+        def read(cur: Cursor) -> tuple[dict[tuple[str, str], Decision], dict[str, int]]:
+            customers = sorted({c for c, _ in pairs})
+            return self.tables.decisions_by_keys(cur, wanted), self.tables.latest_of(cur, customers)
+
+        earlier, latest = self.tables.read(self.store, read)
+        earlier.update((pair, cached[pair]) for pair in pairs if pair in cached)
+        return _Batch(earlier, latest)
+
+    def _record_batch(self, batch: _Batch) -> Exception | None:
+        """Group commit of the batch's unwritten decisions; returns the error if it failed."""
+        if not batch.unwritten:
+            return None
+        try:
+            self._record_decisions(batch.unwritten)
+        except Exception as error:
+            return error
+        if self._shared:
+            for _, decision in batch.unwritten:
+                self.registry.put_decision(decision)
+        return None
+
+    def _latest(self, customer: str, batch: _Batch | None = None) -> int:
         """The latest time any process evaluated a decision of `customer` at: time per
         customer never runs backwards, whichever node's clock stamps the request."""
         if not self._shared:
             return self.tables.latest(None, customer)
+        if batch is not None:
+            return batch.latest.get(customer, 0)
         latest: int = self.tables.read(self.store, lambda cur: self.tables.latest(cur, customer))
         return latest
 
@@ -387,8 +486,10 @@ class Meter:
         free = [(p.layer, p.units) for p in decision.parts if not p.transfer_id]
         self.release_free(decision, free, r.now)
 
-    def _earlier(self, customer: str, key: str) -> Decision | None:
+    def _earlier(self, customer: str, key: str, batch: _Batch | None = None) -> Decision | None:
         """A decision made with this key before, here or (sharing the database) elsewhere."""
+        if batch is not None and (self._shared or (customer, key) in batch.earlier):
+            return batch.earlier.get((customer, key))  # read up front, or made in this batch
         if not self._shared:
             return self.tables.decision_by_key(None, customer, key)
         found = self.registry.decisions.get((customer, key))

@@ -81,8 +81,17 @@ class MeterTables(Protocol):
         """A number that changes whenever any process puts a record."""
 
     def put_decision(self, cur: Cursor, d: Decision) -> None: ...
+    def put_decisions(self, cur: Cursor, ds: Sequence[Decision]) -> None: ...
     def latest(self, cur: Cursor, customer: str) -> int:
         """The latest time a decision of `customer` was evaluated at (0: none)."""
+
+    def latest_of(self, cur: Cursor, customers: Sequence[str]) -> dict[str, int]:
+        """`latest` of each customer that has a decision."""
+
+    def decisions_by_keys(
+        self, cur: Cursor, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Decision]:
+        """The decisions made under those (customer, idempotency key) pairs."""
 
     def decision_by_key(self, cur: Cursor, customer: str, key: str) -> Decision | None: ...
     def decision_by_id(self, cur: Cursor, decision_id: int) -> Decision | None: ...
@@ -217,8 +226,21 @@ class MemoryTables:
             if d.now > self.latest_at.get(d.customer, 0):
                 self.latest_at[d.customer] = d.now
 
+    def put_decisions(self, cur: Cursor, ds: Sequence[Decision]) -> None:
+        for d in ds:
+            self.put_decision(cur, d)
+
     def latest(self, cur: Cursor, customer: str) -> int:
         return self.latest_at.get(customer, 0)
+
+    def latest_of(self, cur: Cursor, customers: Sequence[str]) -> dict[str, int]:
+        return {c: self.latest_at[c] for c in customers if c in self.latest_at}
+
+    def decisions_by_keys(
+        self, cur: Cursor, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Decision]:
+        found = ((pair, self.decision_by_key(cur, *pair)) for pair in pairs)
+        return {pair: d for pair, d in found if d is not None}
 
     def decision_by_key(self, cur: Cursor, customer: str, key: str) -> Decision | None:
         found = self._decision_keys.get(customer, {}).get(key)
@@ -397,29 +419,65 @@ class SqlTables:
         return -1 if row is None else int(row[0])
 
     def put_decision(self, cur: Cursor, d: Decision) -> None:
-        cur.execute(
+        self.put_decisions(cur, [d])
+
+    def put_decisions(self, cur: Cursor, ds: Sequence[Decision]) -> None:
+        cur.executemany(
             self._q(
                 "INSERT INTO decisions (decision_id, customer, key, feature, now, allowed, units, "
                 "rooms, took, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
             ),
-            (
-                d.decision_id,
-                d.customer,
-                d.key,
-                d.feature,
-                d.now,
-                int(d.allowed),
-                d.units,
-                ",".join(str(c.room) for c in d.consulted),
-                ",".join(str(c.took) for c in d.consulted),
-                decision_to_json(d),
-            ),
+            [
+                (
+                    d.decision_id,
+                    d.customer,
+                    d.key,
+                    d.feature,
+                    d.now,
+                    int(d.allowed),
+                    d.units,
+                    ",".join(str(c.room) for c in d.consulted),
+                    ",".join(str(c.took) for c in d.consulted),
+                    decision_to_json(d),
+                )
+                for d in ds
+            ],
         )
 
     def latest(self, cur: Cursor, customer: str) -> int:
         cur.execute(self._q("SELECT MAX(now) FROM decisions WHERE customer = ?"), (customer,))
         row = cur.fetchone()
         return 0 if row is None or row[0] is None else int(row[0])
+
+    def latest_of(self, cur: Cursor, customers: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(customers):
+            where, params = self._in("customer", chunk)
+            cur.execute(
+                f"SELECT customer, MAX(now) FROM decisions WHERE {where} GROUP BY customer", params
+            )
+            found.update((str(c), int(at)) for c, at in cur.fetchall())
+        return found
+
+    def decisions_by_keys(
+        self, cur: Cursor, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Decision]:
+        """Read by the pairs' customers and keys (the unique index serves both), then kept
+        only where the pair matches."""
+        wanted, found = set(pairs), {}
+        for chunk in _chunks(sorted(wanted), 2000):
+            by_customer, params_c = self._in("customer", sorted({c for c, _ in chunk}))
+            by_key, params_k = self._in("key", sorted({k for _, k in chunk}))
+            cur.execute(
+                self._q(
+                    f"SELECT customer, key, body FROM decisions WHERE {by_customer} AND {by_key}"
+                ),
+                params_c + params_k,
+            )
+            for customer, key, body in cur.fetchall():
+                if (customer, key) in wanted:
+                    found[(str(customer), str(key))] = decision_from_json(body)
+        return found
 
     def _decision(self, cur: Cursor, where: str, params: tuple[object, ...]) -> Decision | None:
         cur.execute(self._q(f"SELECT body FROM decisions WHERE {where}"), params)
@@ -555,7 +613,7 @@ class SqlTables:
     def settled(self, cur: Cursor, usage_id: int) -> None:
         cur.execute(self._q("DELETE FROM outbox WHERE usage_id = ?"), (usage_id,))
 
-    def _in(self, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
+    def _in(self, column: str, ids: Sequence[object]) -> tuple[str, list[Any]]:
         if self.skip_locked:  # PostgreSQL: one array parameter
             return f"{column} = ANY(%s)", [list(ids)]
         return f"{column} IN ({', '.join('?' * len(ids))})", list(ids)

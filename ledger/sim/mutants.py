@@ -138,8 +138,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a decision stamped earlier than the latest seen for its customer is evaluated at its "
         "own, earlier time",
         METER,
-        "at = max(now, record.last_seen, self._latest(customer))",
-        "at = now",
+        "at = max(q.now, record.last_seen, self._latest(q.customer, batch))",
+        "at = q.now",
     ),
     Mutant(
         "expired_grant_still_serves",
