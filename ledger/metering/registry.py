@@ -46,6 +46,10 @@ class GrantRecord:
         return (self.expires_at, self.priority, self.created)
 
 
+DECISIONS_CACHED = 100_000
+"""Decisions a meter on a SQL database keeps in front of the tables (the recent ones)."""
+
+
 class MemoryRegistry:
     def __init__(self) -> None:
         self.plans: dict[str, list[Plan]] = {}
@@ -97,8 +101,14 @@ class MemoryRegistry:
         self.grants.setdefault(grant.customer, []).append(grant)
 
     def put_decision(self, decision: Decision) -> None:
+        """Cache a decision stored in the SQL tables; the oldest cached leave past
+        DECISIONS_CACHED, so a long-running server does not keep every decision in memory."""
         self.decisions[(decision.customer, decision.key)] = decision
         self.decisions_by_id[decision.decision_id] = decision
+        if len(self.decisions_by_id) > DECISIONS_CACHED:
+            oldest = next(iter(self.decisions_by_id.values()))
+            del self.decisions_by_id[oldest.decision_id]
+            self.decisions.pop((oldest.customer, oldest.key), None)
 
 
 def record_json(record: CustomerRecord | OrgRecord | GrantRecord) -> str:

@@ -5,10 +5,14 @@ atoms) come back equal, and deciding does not grow what the garbage collector mu
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ledger.metering import Meter, plan_from_data, price_book_from_data
+from ledger.metering import registry as registry_module
 from ledger.metering.decision import (
     Consulted,
     Decision,
@@ -18,8 +22,19 @@ from ledger.metering.decision import (
     pack_decision,
     unpack_decision,
 )
+from ledger.store.sqlite import SqliteStore
 
-from .fixtures import CREDITS, HOUR, T0, feature, make_meter, window, windows_layer
+from .fixtures import (
+    CREDITS,
+    HOUR,
+    T0,
+    book_data,
+    feature,
+    make_meter,
+    plan_data,
+    window,
+    windows_layer,
+)
 
 F = "codex.task"
 ints = st.integers(min_value=0, max_value=2**63 - 1)
@@ -71,3 +86,24 @@ def test_deciding_does_not_grow_what_the_collector_traverses() -> None:
     kept = customers * (rounds - 1)
     assert meter.tables.decision_by_key(None, "c7", f"k{rounds - 1}") is not None
     assert grown < kept // 10, f"{grown} more tracked objects after {kept} decisions"
+
+
+def test_a_meter_on_a_database_caches_only_the_recent_decisions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cached = 5
+    monkeypatch.setattr(registry_module, "DECISIONS_CACHED", cached)
+    meter = Meter(SqliteStore(tmp_path / "m.db", synchronous="NORMAL"))
+    meter.publish_plan(
+        plan_from_data(plan_data({F: feature(windows_layer(window("5h", "5h", 99)))}))
+    )
+    meter.publish_prices(price_book_from_data(book_data({F: 7})))
+    meter.add_customer("c", "pro", T0)
+    made = [meter.decide("c", F, 1, f"k{i}", T0 + i) for i in range(3 * cached)]
+    assert len(meter.registry.decisions) == len(meter.registry.decisions_by_id) == cached
+    assert set(meter.registry.decisions_by_id) == {d.decision_id for d in made[-cached:]}
+    # An evicted decision is read from the tables: a replay still consumes nothing.
+    assert meter.decide("c", F, 1, "k0", T0 + 99) == made[0]
+    assert meter.decision(made[1].decision_id) == made[1]
+    assert meter.windows.used([(f"c|{F}|5h", 5 * HOUR)], T0 + 99) == [3 * cached]
+    meter.store.close()
