@@ -182,9 +182,11 @@ class TollgateSide:
         """The last request's decision took the windows-only path (nothing held)."""
         customer, _, units, key, _ = requests[-1]
         d = self.meter.tables.decision_by_key(None, customer, key)
-        if d is None or not d.allowed or [(p.layer, p.units, p.transfer_id) for p in d.parts] != [
-            ("windows", units, 0)
-        ]:
+        if (
+            d is None
+            or not d.allowed
+            or [(p.layer, p.units, p.transfer_id) for p in d.parts] != [("windows", units, 0)]
+        ):
             sys.exit(f"decide.py: expected a windows-only decision, got {d}")
 
     def done(self) -> None:

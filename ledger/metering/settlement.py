@@ -456,9 +456,7 @@ def complete(meter: Meter, decision_id: int, actual: int, now: int) -> Completio
     return prior
 
 
-def settle_pending(
-    meter: Meter, worker: str, now: int, *, limit: int = 1000
-) -> int:
+def settle_pending(meter: Meter, worker: str, now: int, *, limit: int = 1000) -> int:
     """Settle up to `limit` unsettled usage events that nobody holds; returns how many this
     call settled (one settled meanwhile by another worker is skipped, not counted).
 
