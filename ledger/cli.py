@@ -271,6 +271,65 @@ def keys_create(
     typer.echo("store this key now: it is not shown again", err=True)
 
 
+DB_OPTION = typer.Option(
+    "--db", help="The database the server uses (sqlite:///... or postgresql://...)."
+)
+
+
+@keys_app.command("list")
+def keys_list(db: Annotated[str, DB_OPTION]) -> None:
+    """List the stored keys: id, role, customer, when made and when revoked (never the keys).
+
+    Example: tollgate keys list --db sqlite:///tollgate.db
+    """
+    from ledger.api.serve import list_keys
+    from ledger.core.errors import LedgerError
+
+    if db.startswith("memory:"):
+        _fail("a memory:// store lives in the server's process: it has no keys to list here")
+    try:
+        records = list_keys(db)
+    except (LedgerError, ValueError) as exc:
+        _fail(str(exc))
+    table = Table()
+    for column in ("key id", "role", "customer", "created (UTC)", "revoked (UTC)"):
+        table.add_column(column, no_wrap=True)
+    for r in records:
+        revoked = "" if r.revoked_at is None else _utc(r.revoked_at)
+        table.add_row(r.key_id, r.role.value, r.customer or "", _utc(r.created_at), revoked)
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    db: Annotated[str, DB_OPTION],
+    key_id: Annotated[str, typer.Argument(help="The key's id, as `tollgate keys list` shows.")],
+) -> None:
+    """Revoke a key: every server refuses it within 5 seconds (401). The row is kept, marked
+    revoked, so listings still show it. Revoking it again changes nothing.
+
+    Example: tollgate keys revoke --db sqlite:///tollgate.db 3f2a9c0d1e4b
+    """
+    from ledger.api.auth import UnknownKeyError
+    from ledger.api.serve import revoke_key
+    from ledger.core.errors import LedgerError
+
+    if db.startswith("memory:"):
+        _fail("a memory:// store lives in the server's process: it has no keys to revoke here")
+    try:
+        record = revoke_key(db, key_id)
+    except (LedgerError, ValueError, UnknownKeyError) as exc:
+        _fail(str(exc))
+    assert record.revoked_at is not None
+    typer.echo(f"revoked {record.key_id} ({record.role.value}) at {_utc(record.revoked_at)}")
+
+
+def _utc(ns: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ns // 10**9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 @app.command()
 def simulate(
     seed: Annotated[int | None, typer.Option("--seed", help="Run this one seed.")] = None,

@@ -17,7 +17,10 @@ Roles (see README, "HTTP API"):
 
 Lookups are served from a cache of the key rows; an unknown key re-reads the rows (at most once
 per `refresh_interval_s`), so a key made by `tollgate keys create` while the server runs is
-known within that interval, and a flood of bad keys costs at most one read per interval.
+known within that interval, and a flood of bad keys costs at most one read per interval. The
+cache is also re-read when it is older than `max_age_s`, so a key revoked by `tollgate keys
+revoke` (its row gets `revoked_at`; it is never deleted, so listings keep it) stops working on
+every server within that time.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ KEY_PREFIX = "tg_"
 KEY_LENGTH_MAX = 128
 """A presented key longer than this is refused before it is hashed."""
 REFRESH_INTERVAL_S = 1.0
+MAX_AGE_S = 5.0
+"""A revoked key stops working within this many seconds on every server."""
+KEY_ID_LENGTH = 12
 
 
 class Role(StrEnum):
@@ -65,9 +71,38 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _principal(digest: str, body: str) -> Principal:
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A stored key as listings show it (never the key itself)."""
+
+    key_id: str
+    role: Role
+    customer: str | None
+    created_at: int
+    revoked_at: int | None
+
+
+class UnknownKeyError(LookupError):
+    """No stored key, or more than one, has this key id."""
+
+
+def _record(digest: str, body: str) -> KeyRecord:
     data = json.loads(body)
-    return Principal(digest[:12], Role(data["role"]), data.get("customer"))
+    return KeyRecord(
+        digest[:KEY_ID_LENGTH],
+        Role(data["role"]),
+        data.get("customer"),
+        data["created_at"],
+        data.get("revoked_at"),
+    )
+
+
+def _principal(digest: str, body: str) -> Principal | None:
+    """The key's principal, or None for a revoked key."""
+    record = _record(digest, body)
+    if record.revoked_at is not None:
+        return None
+    return Principal(record.key_id, record.role, record.customer)
 
 
 def check_role(role: str, customer: str | None) -> Role:
@@ -97,6 +132,39 @@ def create_api_key(meter: Meter, role: str, now: int, customer: str | None = Non
     return key
 
 
+def list_api_keys(meter: Meter) -> list[KeyRecord]:
+    """Every stored key, revoked ones included, oldest first."""
+    rows: Iterable[tuple[str, str]] = meter.tables.read(
+        meter.store, lambda cur: meter.tables.records(cur, KEY_KIND)
+    )
+    return sorted((_record(d, b) for d, b in rows), key=lambda r: (r.created_at, r.key_id))
+
+
+def revoke_api_key(meter: Meter, key_id: str, now: int) -> KeyRecord:
+    """Revoke the key whose id (the first 12 hex digits of its hash, as listings show) is
+    `key_id`; returns its record. Revoking a revoked key changes nothing. Raises
+    UnknownKeyError when no key, or more than one, has that id."""
+    if len(key_id) != KEY_ID_LENGTH or any(c not in "0123456789abcdef" for c in key_id):
+        raise UnknownKeyError(f"a key id is {KEY_ID_LENGTH} hex digits, not {key_id!r}")
+    rows: list[tuple[str, str]] = meter.tables.read(
+        meter.store, lambda cur: meter.tables.records(cur, KEY_KIND)
+    )
+    found = [(digest, body) for digest, body in rows if digest.startswith(key_id)]
+    if len(found) != 1:
+        problem = "no key has" if not found else f"{len(found)} keys have"
+        raise UnknownKeyError(f"{problem} the id {key_id}; see `tollgate keys list`")
+    [(digest, body)] = found
+    data = json.loads(body)
+    if data.get("revoked_at") is None:
+        data["revoked_at"] = now
+        revoked = json.dumps(data, separators=(",", ":"))
+        meter.tables.write(
+            meter.store, now, lambda cur: meter.tables.put_record(cur, KEY_KIND, digest, revoked)
+        )
+        body = revoked
+    return _record(digest, body)
+
+
 class Keyring:
     """The known keys by hash, read from the meter's tables and refreshed on a miss."""
 
@@ -105,10 +173,12 @@ class Keyring:
         meter: Meter,
         *,
         refresh_interval_s: float = REFRESH_INTERVAL_S,
+        max_age_s: float = MAX_AGE_S,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._meter = meter
         self._interval = refresh_interval_s
+        self._max_age = max_age_s
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._known: dict[str, Principal] = {}
@@ -120,7 +190,8 @@ class Keyring:
         rows: Iterable[tuple[str, str]] = tables.read(
             self._meter.store, lambda cur: tables.records(cur, KEY_KIND)
         )
-        known = {digest: _principal(digest, body) for digest, body in rows}
+        principals = ((digest, _principal(digest, body)) for digest, body in rows)
+        known = {digest: p for digest, p in principals if p is not None}
         with self._lock:
             self._known = known
             self._refreshed_at = self._monotonic()
@@ -135,13 +206,16 @@ class Keyring:
         if not key.startswith(KEY_PREFIX) or len(key) > KEY_LENGTH_MAX or not key.isascii():
             return None
         digest = key_hash(key)
+        if self._age() >= self._max_age:
+            self.refresh()  # a key revoked elsewhere stops working here within max_age_s
         found = self._known.get(digest)
-        if found is None and self._may_refresh():
+        if found is None and self._age() >= self._interval:
             self.refresh()
             found = self._known.get(digest)
         return found
 
-    def _may_refresh(self) -> bool:
+    def _age(self) -> float:
+        """Seconds since the keys were last read (infinite before the first read)."""
         with self._lock:
             last = self._refreshed_at
-            return last is None or self._monotonic() - last >= self._interval
+        return float("inf") if last is None else self._monotonic() - last

@@ -17,7 +17,17 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from ledger.api.app import create_app
-from ledger.api.auth import KEY_PREFIX, Keyring, Principal, Role, create_api_key, key_hash
+from ledger.api.auth import (
+    KEY_PREFIX,
+    KeyRecord,
+    Keyring,
+    Principal,
+    Role,
+    create_api_key,
+    key_hash,
+    list_api_keys,
+    revoke_api_key,
+)
 from ledger.metering import Meter
 from ledger.metering.windows import WindowStore
 from ledger.store import store_from_url
@@ -63,6 +73,24 @@ def create_key(db_url: str, role: str, customer: str | None = None) -> str:
     meter = open_meter(db_url)
     try:
         return create_api_key(meter, role, time.time_ns(), customer)
+    finally:
+        close_meter(meter)
+
+
+def list_keys(db_url: str) -> list[KeyRecord]:
+    """The keys stored in the database at `db_url` (what `tollgate keys list` shows)."""
+    meter = open_meter(db_url)
+    try:
+        return list_api_keys(meter)
+    finally:
+        close_meter(meter)
+
+
+def revoke_key(db_url: str, key_id: str) -> KeyRecord:
+    """Revoke a key in the database at `db_url` (what `tollgate keys revoke` does)."""
+    meter = open_meter(db_url)
+    try:
+        return revoke_api_key(meter, key_id, time.time_ns())
     finally:
         close_meter(meter)
 

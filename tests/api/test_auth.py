@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ledger.api import Keyring, create_api_key, create_app
+from ledger.api.auth import UnknownKeyError, key_hash, list_api_keys, revoke_api_key
 from ledger.metering import Meter
 from ledger.store.sqlite import SqliteStore
 
@@ -258,3 +259,62 @@ def test_a_key_made_by_another_process_is_known_after_a_refresh(tmp_path: Path) 
     assert client.get("/v1/plans", headers=bearer(key)).status_code == 200
     other.store.close()
     served.store.close()
+
+
+def test_a_revoked_key_is_refused_on_a_running_server_within_the_max_age(tmp_path: Path) -> None:
+    """`tollgate keys revoke` writes to the database while servers run: each server re-reads
+    its keys once its copy is older than `max_age_s`, so the key stops working there."""
+    path = tmp_path / "keys.db"
+    served = Meter(SqliteStore(path))
+    clock = [0.0]
+    keyring = Keyring(served, refresh_interval_s=1.0, max_age_s=5.0, monotonic=lambda: clock[0])
+    client = TestClient(create_app(served, keyring=keyring), raise_server_exceptions=False)
+    other = Meter(SqliteStore(path))
+    key = create_api_key(other, "auditor", time.time_ns())
+    clock[0] = 1.0
+    assert client.get("/v1/plans", headers=bearer(key)).status_code == 200
+    [record] = list_api_keys(other)
+    revoked = revoke_api_key(other, record.key_id, time.time_ns())
+    assert revoked.revoked_at is not None and revoked.key_id == record.key_id
+    clock[0] = 4.9
+    assert client.get("/v1/plans", headers=bearer(key)).status_code == 200  # the cached copy
+    clock[0] = 6.0
+    response = client.get("/v1/plans", headers=bearer(key))
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "unauthorized"
+    other.store.close()
+    served.store.close()
+
+
+def test_keys_are_listed_without_the_key_and_revoked_once(tmp_path: Path) -> None:
+    meter = Meter(SqliteStore(tmp_path / "keys.db"))
+    made_at = time.time_ns()
+    admin = create_api_key(meter, "admin", made_at)
+    create_api_key(meter, "service", made_at + 1)
+    listed = list_api_keys(meter)
+    assert [(r.role.value, r.created_at, r.revoked_at) for r in listed] == [
+        ("admin", made_at, None),
+        ("service", made_at + 1, None),
+    ]
+    assert listed[0].key_id == key_hash(admin)[:12]
+    first = revoke_api_key(meter, listed[0].key_id, made_at + 10)
+    again = revoke_api_key(meter, listed[0].key_id, made_at + 20)
+    assert first.revoked_at == again.revoked_at == made_at + 10
+    assert [r.revoked_at for r in list_api_keys(meter)] == [made_at + 10, None]
+    assert Keyring(meter).lookup(admin) is None
+    for wrong in ("0" * 12, "xyz", listed[0].key_id.upper()):
+        with pytest.raises(UnknownKeyError):
+            revoke_api_key(meter, wrong, made_at + 30)
+    # Two stored hashes sharing the first 12 digits: the id names neither, nothing is revoked.
+    body = '{"role":"auditor","customer":null,"created_at":1}'
+    twins = [listed[1].key_id + "0" * 52, listed[1].key_id + "1" * 52]
+    for digest in twins:
+        meter.tables.write(
+            meter.store,
+            made_at,
+            lambda cur, d=digest: meter.tables.put_record(cur, "api_key", d, body),
+        )
+    with pytest.raises(UnknownKeyError, match="3 keys have"):
+        revoke_api_key(meter, listed[1].key_id, made_at + 40)
+    assert all(r.revoked_at is None for r in list_api_keys(meter) if r.role.value != "admin")
+    meter.store.close()
