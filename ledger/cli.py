@@ -331,6 +331,49 @@ def _utc(ns: int) -> str:
 
 
 @app.command()
+def bench(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Which: core, store, decide, decide_floor, settle, http, simulate (default: all)."
+        ),
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Small counts: a smoke test, not figures to record.")
+    ] = False,
+    directory: Annotated[
+        Path, typer.Option("--dir", help="The repository's bench/ folder.")
+    ] = Path("bench"),
+) -> None:
+    """Run the benchmarks and print their figures: one JSON object per line on stdout, then a
+    summary table. The scripts live in the repository's bench/ folder (run this from a clone,
+    or pass --dir); bench/RESULTS.md records their figures and the commands that made them.
+    store, settle and http start their own PostgreSQL, Redis and `tollgate serve` on loopback
+    (each says on stderr what it skips). Exit code 1 if a script failed.
+
+    Example: tollgate bench decide http --quick
+    """
+    from ledger.bench_command import BenchError, run_script, scripts_to_run
+
+    try:
+        chosen = scripts_to_run(names or [], directory)
+    except BenchError as exc:
+        _fail(str(exc))
+    outcomes = [run_script(name, script, quick) for name, script in chosen]
+    table = Table("benchmark", "figure", "value", "unit")
+    for outcome in outcomes:
+        if outcome.returncode != 0:
+            table.add_row(outcome.name, "[red]failed[/red]", f"exit {outcome.returncode}", "")
+        for f in outcome.figures:
+            table.add_row(outcome.name, f["name"], f"{f['value']:,}", f["unit"])
+    Console(stderr=True).print(table)
+    failed = [o.name for o in outcomes if o.returncode != 0]
+    if failed:
+        Console(stderr=True).print(f"[red]error:[/red] {', '.join(failed)} failed (see above)")
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def simulate(
     seed: Annotated[int | None, typer.Option("--seed", help="Run this one seed.")] = None,
     seeds: Annotated[
