@@ -17,7 +17,7 @@ from ledger.core.types import Account, Expiry, PendingStatus, Transfer
 from ledger.metering import accounts as acc
 from ledger.metering.accounts import Code
 from ledger.metering.ids import derive_id
-from ledger.metering.records import MonetizationRow, UsageRow
+from ledger.metering.records import Monetization, UsageEvent
 from ledger.metering.tables import Allocation, MeterTables, tables_for
 from ledger.store.base import Store
 from ledger.store.chain import ChainReport
@@ -63,8 +63,8 @@ class _Data:
     transfers: list[Transfer]
     expiries: list[Expiry]
     failed: frozenset[int]
-    usage: list[UsageRow]
-    monetization: list[MonetizationRow]
+    usage: list[UsageEvent]
+    monetization: list[Monetization]
     completions: list[tuple[int, int, tuple[int, ...]]]  # decision, usage, transfer ids
     allocations: list[Allocation]
     rejections: int
@@ -126,8 +126,8 @@ def _load(store: Store, tables: MeterTables) -> _Data:
 
     def rows(cur: Any) -> tuple[Any, ...]:
         return (
-            tables.usage_rows(cur),
-            tables.monetization_rows(cur),
+            list(tables.all_usage(cur)),
+            list(tables.all_monetization(cur)),
             tables.all_completion_keys(cur),
             list(tables.all_allocations(cur)),
             tables.rejection_count(cur),
@@ -230,7 +230,7 @@ def _backlog(d: _Data) -> tuple[int, int | None]:
 
 
 def _usage_problems(
-    u: UsageRow,
+    u: UsageEvent,
     decision: Allocation | None,
     completed: dict[int, tuple[int, tuple[int, ...]]],
     outbox: frozenset[int],

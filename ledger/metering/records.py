@@ -18,9 +18,9 @@ from ledger.metering.decision import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class UsageEvent:
-    """What happened: `units` of `feature` used under `decision_id`, reported with `key`."""
+class UsageEvent(NamedTuple):
+    """What happened: `units` of `feature` used under `decision_id`, reported with `key`.
+    (A NamedTuple, like `Monetization`: the audit builds one per row read.)"""
 
     id: int
     customer: str
@@ -48,8 +48,7 @@ class Rejection:
     at: int
 
 
-@dataclass(frozen=True, slots=True)
-class Monetization:
+class Monetization(NamedTuple):
     """What one layer's share of a usage event costs: `amount` = `units` * `price` micro-credits
     (0 for windows and allowance). Every transfer it causes carries its id in user_data."""
 
@@ -67,34 +66,6 @@ class Monetization:
 
 # One encoder for every record: json.dumps with separators builds a new one per call.
 _compact = json.JSONEncoder(separators=(",", ":")).encode
-
-
-class UsageRow(NamedTuple):
-    """A usage event as the audit reads it (a tuple: cheaper to build than `UsageEvent`)."""
-
-    id: int
-    customer: str
-    key: str
-    feature: str
-    units: int
-    occurred_at: int
-    decision_id: int
-    received_at: int
-
-
-class MonetizationRow(NamedTuple):
-    """A monetization event as the audit reads it (fields as `Monetization`)."""
-
-    id: int
-    usage_id: int
-    decision_id: int
-    customer: str
-    layer: str
-    units: int
-    price_version: int
-    price: int
-    amount: int
-    account_id: int
 
 
 def decision_to_json(d: Decision) -> str:

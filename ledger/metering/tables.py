@@ -7,16 +7,13 @@ so a decision and its holds, or a settlement and its transfers, commit together.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import astuple
 from typing import Any, NamedTuple, Protocol
 
 from ledger.metering.decision import Completion, Decision, Packed, pack_decision, unpack_decision
 from ledger.metering.records import (
     Monetization,
-    MonetizationRow,
     Rejection,
     UsageEvent,
-    UsageRow,
     completion_from_json,
     completion_to_json,
     decision_from_json,
@@ -143,12 +140,6 @@ class MeterTables(Protocol):
     def all_usage(self, cur: Cursor) -> Iterator[UsageEvent]: ...
     def all_monetization(self, cur: Cursor) -> Iterator[Monetization]: ...
     def all_rejections(self, cur: Cursor) -> Iterator[Rejection]: ...
-    def usage_rows(self, cur: Cursor) -> list[UsageRow]:
-        """Every usage event as a row, by id (what the audit reads)."""
-
-    def monetization_rows(self, cur: Cursor) -> list[MonetizationRow]:
-        """Every monetization event as a row, by id (what the audit reads)."""
-
     def rejection_count(self, cur: Cursor) -> int: ...
     def all_completions(self, cur: Cursor) -> Iterator[Completion]: ...
     def all_decisions(self, cur: Cursor) -> Iterator[Decision]: ...
@@ -341,12 +332,6 @@ class MemoryTables:
 
     def all_rejections(self, cur: Cursor) -> Iterator[Rejection]:
         return iter(sorted(self.rejections.values(), key=lambda r: r.id))
-
-    def usage_rows(self, cur: Cursor) -> list[UsageRow]:
-        return [UsageRow(*astuple(u)) for u in self.all_usage(cur)]
-
-    def monetization_rows(self, cur: Cursor) -> list[MonetizationRow]:
-        return [MonetizationRow(*astuple(m)) for m in self.all_monetization(cur)]
 
     def rejection_count(self, cur: Cursor) -> int:
         return len(self.rejections)
@@ -686,23 +671,15 @@ class SqlTables:
 
     def all_usage(self, cur: Cursor) -> Iterator[UsageEvent]:
         cur.execute(f"SELECT {USAGE_COLUMNS} FROM usage_events ORDER BY id")
-        return (UsageEvent(*row) for row in cur.fetchall())
+        return map(UsageEvent._make, cur.fetchall())
 
     def all_monetization(self, cur: Cursor) -> Iterator[Monetization]:
         cur.execute(f"SELECT {MONETIZATION_COLUMNS} FROM monetization_events ORDER BY id")
-        return (Monetization(*row) for row in cur.fetchall())
+        return map(Monetization._make, cur.fetchall())
 
     def all_rejections(self, cur: Cursor) -> Iterator[Rejection]:
         cur.execute("SELECT id, customer, key, reason, body, at FROM usage_rejections ORDER BY id")
         return (Rejection(*row) for row in cur.fetchall())
-
-    def usage_rows(self, cur: Cursor) -> list[UsageRow]:
-        cur.execute(f"SELECT {USAGE_COLUMNS} FROM usage_events ORDER BY id")
-        return list(map(UsageRow._make, cur))
-
-    def monetization_rows(self, cur: Cursor) -> list[MonetizationRow]:
-        cur.execute(f"SELECT {MONETIZATION_COLUMNS} FROM monetization_events ORDER BY id")
-        return list(map(MonetizationRow._make, cur))
 
     def rejection_count(self, cur: Cursor) -> int:
         cur.execute("SELECT COUNT(*) FROM usage_rejections")
