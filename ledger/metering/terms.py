@@ -5,7 +5,7 @@ of `decide` does no plan or price-book search."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ledger.metering.errors import InvalidRequestError
 from ledger.metering.plans import FeaturePlan, Plan, WindowsLayer
@@ -40,8 +40,13 @@ class Terms:
     windows: tuple[WindowTerm, ...]
     valid_from: int
     valid_until: int
-    window_keys: tuple[tuple[str, int, int, int], ...] = ()
-    """(key suffix, length ns, limit, weight) per window, for the windows-only path."""
+    window_keys: tuple[tuple[str, int, int, int], ...] = field(init=False, compare=False)
+    """(key suffix, length ns, limit, weight) per window: `windows` as the windows-only path
+    reads them, built once."""
+
+    def __post_init__(self) -> None:
+        keys = tuple((w.suffix, w.length_ns, w.limit, w.weight) for w in self.windows)
+        object.__setattr__(self, "window_keys", keys)
 
     @property
     def windows_first(self) -> bool:
@@ -70,7 +75,6 @@ def compile_terms(registry: MemoryRegistry, plan_name: str, feature: str, now: i
         windows=windows,
         valid_from=max(plan.effective_from, book_from),
         valid_until=min(later, default=FOREVER),
-        window_keys=tuple((w.suffix, w.length_ns, w.limit, w.weight) for w in windows),
     )
 
 
@@ -78,8 +82,7 @@ def locked_terms(plan: Plan, feature: str, price_version: int, price: int) -> Te
     """The terms a decision was made under (its price is locked), for its completion."""
     fp = plan.features[feature]
     windows = _windows(plan, feature, fp)
-    keys = tuple((w.suffix, w.length_ns, w.limit, w.weight) for w in windows)
-    return Terms(plan, feature, fp, price_version, price, windows, 0, FOREVER, keys)
+    return Terms(plan, feature, fp, price_version, price, windows, 0, FOREVER)
 
 
 def _windows(plan: Plan, feature: str, fp: FeaturePlan) -> tuple[WindowTerm, ...]:
