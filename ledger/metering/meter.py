@@ -376,12 +376,21 @@ class Meter:
         one transaction at the end (group commit: one durable write for the batch, not one
         each); if that write fails, they give back what they took and each gets the error.
         Decisions that hold money commit with their holds, one by one, as in `decide`."""
+        refused: dict[int, InvalidRequestError] = {}
+        for i, request in enumerate(requests):
+            try:
+                _check_request(request)
+            except InvalidRequestError as error:
+                refused[i] = error
         results: list[Decision | Exception] = []
         with self._lock:
-            batch = self._batch_for(requests)
-            for request in requests:
+            # Only checked requests reach the up-front read (their keys are names).
+            batch = self._batch_for([q for i, q in enumerate(requests) if i not in refused])
+            for i, request in enumerate(requests):
+                if i in refused:
+                    results.append(refused[i])
+                    continue
                 try:
-                    _check_request(request)
                     results.append(self._decide_one(request, batch))
                 except Exception as error:  # that request's own error, as `decide` raises it
                     results.append(error)

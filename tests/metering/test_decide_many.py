@@ -145,3 +145,17 @@ def test_a_failed_group_commit_gives_back_what_its_decisions_took(
     del meter.tables.put_decisions  # the class's method again
     assert meter.decision(meter.decide("alice", F, 1, "k0", T0 + 20).decision_id) is not None
     assert meter.windows.used(window_key, T0 + 20) == [1]  # the retry took once, not twice
+
+
+def test_a_malformed_request_is_refused_alone(stores: tuple[Store, Store]) -> None:
+    """A key that is not a name (here a list) is that request's error, before anything of
+    the batch is read: it must not fail the batch's up-front read for the others."""
+    meter = _meter(stores[1])
+    requests = [
+        DecideRequest("alice", F, 1, "k0", T0),
+        DecideRequest("alice", F, 1, ["k1"], T0 + 1),  # type: ignore[arg-type]
+        DecideRequest("bob", F, 1, "k2", T0 + 2),
+    ]
+    got = meter.decide_many(requests)
+    assert [type(r) for r in got] == [Decision, InvalidRequestError, Decision]
+    assert getattr(got[1], "field", None) == "idempotency_key"
