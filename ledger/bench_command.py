@@ -58,10 +58,8 @@ def scripts_to_run(names: list[str], folder: Path) -> list[tuple[str, Path]]:
 def run_script(name: str, script: Path, quick: bool) -> Outcome:
     """Run one script; its JSON lines are echoed to stdout as they come."""
     root = script.parent.parent
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
-    }
+    paths = [str(root), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     argv = [sys.executable, str(script), *(SCRIPTS[name] if quick else ())]
     figures: list[dict[str, Any]] = []
     with subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE, text=True) as proc:
