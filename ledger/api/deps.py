@@ -8,9 +8,8 @@ handler runs the same check first for bodies that fail to parse.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Request, Security
@@ -25,11 +24,9 @@ from ledger.api.auth import Keyring, Principal, Role
 from ledger.api.batching import DecisionBatcher
 from ledger.api.errors import ApiError
 from ledger.api.metrics import Metrics
-from ledger.metering import DecideRequest, Decision, Meter, UnknownCustomerError
+from ledger.metering import DecideRequest, Decision, Meter
 
-T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
-RELOAD_INTERVAL_S = 1.0
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -57,45 +54,17 @@ class Service:
     metrics: Metrics
     clock: Callable[[], int]
     shared: bool
-    reloaded_at: float = field(default=0.0)
     batcher: DecisionBatcher | None = None
 
     def __post_init__(self) -> None:
         if self.shared and self.batcher is None:
             self.batcher = DecisionBatcher(self.meter)
 
-    def known_customer(self, fn: Callable[[], T]) -> T:
-        """`fn()`; if it names a customer this process has not seen and the database is shared
-        with other processes, re-read the registry (at most once a second) and try again."""
-        try:
-            return fn()
-        except UnknownCustomerError:
-            if not self._reload():
-                raise
-            return fn()
-
-    async def decide(self, request: DecideRequest) -> Decision:
-        """`Meter.decide`, through the batcher when there is one, re-reading the registry
-        once for a customer this process has not seen (as `known_customer`)."""
-        try:
-            return await self._decide(request)
-        except UnknownCustomerError:
-            if not self._reload():
-                raise
-            return await self._decide(request)
-
-    async def _decide(self, q: DecideRequest) -> Decision:
+    async def decide(self, q: DecideRequest) -> Decision:
+        """`Meter.decide`, through the batcher when there is one."""
         if self.batcher is not None:
             return await self.batcher.decide(q)
         return self.meter.decide(q.customer, q.feature, q.units, q.key, q.now, timeout=q.timeout)
-
-    def _reload(self) -> bool:
-        """Re-read the registry if it is shared and was not re-read in the last second."""
-        if not self.shared or time.monotonic() - self.reloaded_at < RELOAD_INTERVAL_S:
-            return False
-        self.reloaded_at = time.monotonic()
-        self.meter.reload()
-        return True
 
 
 def the_service(request: Request) -> Service:

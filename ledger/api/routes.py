@@ -218,7 +218,7 @@ async def add_customer(
 async def get_customer(
     customer: CustomerPath, svc: Svc, _: Principal = READ_OWN
 ) -> models.CustomerOut:
-    svc.known_customer(lambda: svc.meter.balances(customer))
+    svc.meter.balances(customer)  # UnknownCustomerError (404) for an unknown customer
     record = svc.meter.registry.customers[customer]
     return models.CustomerOut(customer=customer, plan=record.plan, org=record.org)
 
@@ -259,7 +259,7 @@ async def balances(
     customer: CustomerPath, svc: Svc, _: Principal = READ_BALANCES
 ) -> models.BalancesOut:
     """Available micro-credits per money source (held reservations are not available)."""
-    found = svc.known_customer(lambda: svc.meter.balances(customer))
+    found = svc.meter.balances(customer)
     return models.BalancesOut(customer=customer, balances=found, total=sum(found.values()))
 
 
@@ -273,7 +273,7 @@ async def history(
 ) -> models.HistoryOut:
     """The customer's balance after each change of its credits and grant accounts, oldest
     first, `limit` per page; `next_cursor` (null on the last page) fetches the next."""
-    svc.known_customer(lambda: svc.meter.balances(customer))
+    svc.meter.balances(customer)  # UnknownCustomerError (404) for an unknown customer
     meter = svc.meter
     accounts = [("credits", acc.customer_account(customer))]
     accounts += [
@@ -323,9 +323,7 @@ async def create_key(body: models.KeyIn, svc: Svc, _: Principal = ADMIN) -> mode
         role = check_role(body.role, body.customer)
     except ValueError as exc:
         raise InvalidRequestError("customer", str(exc)) from exc
-    key = svc.known_customer(
-        lambda: create_api_key(svc.meter, role.value, svc.clock(), body.customer)
-    )
+    key = create_api_key(svc.meter, role.value, svc.clock(), body.customer)
     principal = Principal(key_hash(key)[:12], role, body.customer)
     svc.keyring.add(key, principal)
     return models.KeyOut(key=key, key_id=principal.key_id, role=role.value, customer=body.customer)

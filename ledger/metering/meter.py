@@ -878,7 +878,7 @@ class Meter:
     def _customer(self, customer: str) -> CustomerRecord:
         record = self.registry.customers.get(customer)
         if record is None and self._shared:
-            self.reload()  # another process sharing the database may have added it
+            self.refresh()  # another process sharing the database may have added it
             record = self.registry.customers.get(customer)
         if record is None:
             raise UnknownCustomerError(f"unknown customer {customer!r}; add it with a plan first")
