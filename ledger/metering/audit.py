@@ -112,18 +112,6 @@ def audit(store: Store, tables: MeterTables | None = None) -> AuditReport:
 
 
 def _load(store: Store, tables: MeterTables) -> _Data:
-    accounts: list[Account] = []
-    transfers: list[Transfer] = []
-    expiries: list[Expiry] = []
-    journal, chain = store.verified_journal()
-    for entry in journal:
-        if isinstance(entry, Account):
-            accounts.append(entry)
-        elif isinstance(entry, Transfer):
-            transfers.append(entry)
-        else:
-            expiries.append(entry)
-
     def rows(cur: Any) -> tuple[Any, ...]:
         return (
             list(tables.all_usage(cur)),
@@ -134,20 +122,33 @@ def _load(store: Store, tables: MeterTables) -> _Data:
             tables.outbox_ids(cur),
         )
 
-    usage, monetization, completions, allocations, rejections, outbox = tables.read(store, rows)
+    # The ledger and the metering tables from one read: a settlement committed in between
+    # would otherwise look like a completion naming absent transfers.
+    ledger, metering = store.snapshot(rows)
+    accounts: list[Account] = []
+    transfers: list[Transfer] = []
+    expiries: list[Expiry] = []
+    for entry in ledger.journal:
+        if isinstance(entry, Account):
+            accounts.append(entry)
+        elif isinstance(entry, Transfer):
+            transfers.append(entry)
+        else:
+            expiries.append(entry)
+    usage, monetization, completions, allocations, rejections, outbox = metering
     return _Data(
         accounts,
         transfers,
         expiries,
-        store.failed_ids(),
+        ledger.failed,
         usage,
         monetization,
         completions,
         allocations,
         rejections,
         outbox,
-        chain,
-        store.statuses(),
+        ledger.chain,
+        ledger.statuses,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -44,6 +45,18 @@ Then = Callable[[list[Result], Any], None]
 for the memory store); what it writes commits or rolls back with the batch."""
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The ledger as one read saw it: the journal in timestamp order, its hash chain's
+    verification, the stored status of every pending transfer, and the ids remembered as
+    failed."""
+
+    journal: list[Account | Transfer | Expiry]
+    chain: ChainReport
+    statuses: dict[int, PendingStatus]
+    failed: frozenset[int]
 
 
 class TxView(Protocol):
@@ -121,9 +134,18 @@ class Store(ABC):
         }
         return {i: s for i, s in found.items() if s is not PendingStatus.NONE}
 
-    def verified_journal(self) -> tuple[list[Account | Transfer | Expiry], ChainReport]:
-        """The journal and its chain's verification, from one read where the store can."""
-        return list(self.journal()), self.verify_chain()
+    def snapshot(self, also: Callable[[Any], T]) -> tuple[Snapshot, T]:
+        """What an audit reads of the ledger, and `also(cursor)` (a function as `read` takes),
+        all from one consistent read where the store can: a check of one against the other
+        then never sees a write that happened in between."""
+        return self.read(
+            lambda cur: (
+                Snapshot(
+                    list(self.journal()), self.verify_chain(), self.statuses(), self.failed_ids()
+                ),
+                also(cur),
+            )
+        )
 
     @abstractmethod
     def verify_chain(self) -> ChainReport:

@@ -19,7 +19,7 @@ from ledger.core.results import Result
 from ledger.core.types import Account, AccountBalance, Expiry, PendingStatus, Transfer
 from ledger.core.validate import check_batch
 from ledger.store import chain
-from ledger.store.base import Build, Rollback, Store, T, Then
+from ledger.store.base import Build, Rollback, Snapshot, Store, T, Then
 from ledger.store.chain import ChainReport
 
 SCHEMA_VERSION = 1
@@ -35,6 +35,8 @@ TRANSFER_COLUMNS = (
 )
 _PENDING = int(TransferFlags.PENDING)
 _RESOLVING = int(TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING)
+_STATUSES = tuple(PendingStatus)  # by stored number
+assert [int(s) for s in _STATUSES] == list(range(len(_STATUSES)))
 
 Cursor = Any  # a DB-API cursor of the dialect's driver
 
@@ -288,44 +290,57 @@ class SqlStore(Store):
     def statuses(self) -> dict[int, PendingStatus]:
         with self._read_cursor() as cur:
             cur.execute("SELECT id, status FROM transfers WHERE status <> 0")
-            return {int(i): PendingStatus(s) for i, s in cur.fetchall()}
+            return {int(i): _STATUSES[s] for i, s in cur.fetchall()}
 
     def failed_ids(self) -> frozenset[int]:
         with self._read_cursor() as cur:
-            cur.execute("SELECT id FROM failed")
-            return frozenset(row[0] for row in cur.fetchall())
+            return self._failed_ids(cur)
+
+    def _failed_ids(self, cur: Cursor) -> frozenset[int]:
+        cur.execute("SELECT id FROM failed")
+        return frozenset(row[0] for row in cur.fetchall())
 
     def journal(self) -> Iterator[Account | Transfer | Expiry]:
-        for entry, _ in self._journal_with_hashes():
+        with self._read_cursor() as cur:
+            rows, _ = self._journal_rows(cur)
+        for entry, _ in rows:
             yield entry
 
-    def _journal_with_hashes(self) -> Iterator[tuple[Account | Transfer | Expiry, bytes]]:
-        with self._read_cursor() as cur:
-            yield from self._journal_rows(cur)
-
-    def _journal_rows(self, cur: Cursor) -> list[tuple[Account | Transfer | Expiry, bytes]]:
+    def _journal_rows(
+        self, cur: Cursor
+    ) -> tuple[list[tuple[Account | Transfer | Expiry, bytes]], dict[int, PendingStatus]]:
+        """Every journal entry with its stored hash, in timestamp order, and the transfers'
+        stored statuses (read with them: one pass over the table)."""
         cur.execute(f"SELECT {ACCOUNT_COLUMNS}, hash FROM accounts")
         rows: list[tuple[Account | Transfer | Expiry, bytes]] = [
             (account_from_row(r), bytes(r[10])) for r in cur.fetchall()
         ]
-        cur.execute(f"SELECT {TRANSFER_COLUMNS}, hash FROM transfers")
-        rows += [(transfer_from_row(r), bytes(r[11])) for r in cur.fetchall()]
+        cur.execute(f"SELECT {TRANSFER_COLUMNS}, hash, status FROM transfers")
+        transfers = cur.fetchall()
+        rows += [(transfer_from_row(r), bytes(r[11])) for r in transfers]
+        statuses = {r[0]: _STATUSES[r[12]] for r in transfers if r[12]}
         cur.execute("SELECT pending_id, amount, timestamp, hash FROM expiries")
         rows += [
             (Expiry(pending_id=r[0], amount=r[1], timestamp=r[2]), bytes(r[3]))
             for r in cur.fetchall()
         ]
         rows.sort(key=lambda row: row[0].timestamp)
-        return rows
+        return rows, statuses
 
     def verify_chain(self) -> ChainReport:
-        return self.verified_journal()[1]
-
-    def verified_journal(self) -> tuple[list[Account | Transfer | Expiry], ChainReport]:
         with self._read_cursor() as cur:  # the head and the rows from one snapshot
             _, head = self._clock(cur)
-            rows = self._journal_rows(cur)
-        return [entry for entry, _ in rows], chain.verify(rows, head)
+            rows, _ = self._journal_rows(cur)
+        return chain.verify(rows, head)
+
+    def snapshot(self, also: Callable[[Cursor], T]) -> tuple[Snapshot, T]:
+        with self._read_cursor() as cur:
+            _, head = self._clock(cur)
+            rows, statuses = self._journal_rows(cur)
+            failed = self._failed_ids(cur)
+            extra = also(cur)
+        journal = [entry for entry, _ in rows]
+        return Snapshot(journal, chain.verify(rows, head), statuses, failed), extra
 
 
 class _Loaded:

@@ -30,6 +30,7 @@ from ledger.metering.audit import AuditReport, audit
 from ledger.metering.completion import monetization_id
 from ledger.metering.ids import derive_id
 from ledger.metering.settlement import UsageRejectedError, run_worker
+from ledger.metering.tables import tables_for
 from ledger.store import chain
 from ledger.store.base import Store
 from ledger.store.memory import MemoryStore
@@ -315,6 +316,39 @@ def test_a_finished_run_on_postgres_has_no_discrepancy(postgres_run: Finished) -
     store, _ = postgres_run.copy()
     with store:
         check(audit(store))
+
+
+def test_the_audit_reads_the_ledger_and_the_tables_in_one_snapshot(
+    finished: tuple[Store, Tamper], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker on another connection settles the queued usage event after the audit read the
+    ledger and before it reads the metering tables: the audit still sees one moment (read in
+    two, the completion would name charges absent from the journal)."""
+    store, tamper = finished
+    tables = tables_for(store)
+    read_usage = tables.all_usage
+
+    def settle_then_read(cur: Any) -> Any:
+        with _second_store(tamper) as other:
+            ticks = iter(range(T0 + 3 * HOUR, T0 + 4 * HOUR))
+            stats = run_worker(Meter(other), "late", lambda: next(ticks), until_idle=True)
+        assert stats.settled == 1
+        return read_usage(cur)
+
+    monkeypatch.setattr(tables, "all_usage", settle_then_read)
+    check(audit(store, tables))
+    monkeypatch.undo()
+    after = audit(store)
+    assert after.ok and after.backlog == 0
+
+
+def _second_store(tamper: Tamper) -> Store:
+    if isinstance(tamper, SqliteTamper):
+        return SqliteStore(tamper.path, synchronous="NORMAL")
+    from ledger.store.postgres import PostgresStore
+
+    assert isinstance(tamper, PostgresTamper)
+    return PostgresStore(tamper.url)
 
 
 def test_the_report_reads_plainly(sqlite_run: Finished) -> None:

@@ -435,6 +435,20 @@ def test_verify_chain_on_an_empty_and_a_used_store(make_store: MakeStore) -> Non
     assert (report.ok, report.entries, report.first_bad, report.problem) == (True, 3, None, "")
 
 
+def test_a_snapshot_gives_what_the_separate_reads_give(make_store: MakeStore) -> None:
+    store = opened(make_store)
+    store.apply([move(1, flags=PENDING, timeout=1), move(2, flags=PENDING)], 2 * NS)
+    store.apply([Transfer(id=4, pending_id=2, amount=6, flags=POST), move(3, credit=9)], 3 * NS)
+    store.apply([move(5)], 5 * NS)  # after transfer 1's timeout: it expires
+    snapshot, also = store.snapshot(lambda cursor: "read with it")
+    assert also == "read with it"
+    assert snapshot.journal == list(store.journal())
+    assert snapshot.chain == store.verify_chain() and snapshot.chain.ok
+    assert snapshot.statuses == store.statuses()
+    assert snapshot.statuses == {1: PendingStatus.EXPIRED, 2: PendingStatus.POSTED}
+    assert snapshot.failed == store.failed_ids() == frozenset({3})
+
+
 @pytest.mark.parametrize(("name", "events", "now"), MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_input_raises_and_writes_nothing(
     make_store: MakeStore, name: str, events: Any, now: Any
