@@ -8,8 +8,10 @@ and tests use; nothing here re-states a rule.
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -92,23 +94,37 @@ CHECKS = (
 
 def audit(store: Store, tables: MeterTables | None = None) -> AuditReport:
     started = time.perf_counter()
-    tables = tables or tables_for(store)
-    data = _load(store, tables)
-    problems = _ledger_problems(data) + _metering_problems(data)
-    chain = data.chain
-    if not chain.ok:
-        problems.append(f"hash chain: {chain.problem} at {chain.first_bad}")
-    backlog, oldest = _backlog(data)
-    return AuditReport(
-        counts=_counts(data),
-        totals=_totals(data),
-        discrepancies=tuple(problems),
-        backlog=backlog,
-        oldest_unsettled=oldest,
-        chain_ok=chain.ok,
-        seconds=time.perf_counter() - started,
-        checks=CHECKS,
-    )
+    with _collector_paused():
+        data = _load(store, tables or tables_for(store))
+        problems = _ledger_problems(data) + _metering_problems(data)
+        chain = data.chain
+        if not chain.ok:
+            problems.append(f"hash chain: {chain.problem} at {chain.first_bad}")
+        backlog, oldest = _backlog(data)
+        return AuditReport(
+            counts=_counts(data),
+            totals=_totals(data),
+            discrepancies=tuple(problems),
+            backlog=backlog,
+            oldest_unsettled=oldest,
+            chain_ok=chain.ok,
+            seconds=time.perf_counter() - started,
+            checks=CHECKS,
+        )
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The audit builds hundreds of thousands of records, none of them in a reference cycle;
+    the garbage collector would walk them again and again for nothing (a quarter of the
+    audit's time). Paused while it reads and checks, then left as it was."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _load(store: Store, tables: MeterTables) -> _Data:

@@ -13,6 +13,7 @@ database cloned from a template).
 
 from __future__ import annotations
 
+import gc
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -32,10 +33,11 @@ from ledger.metering.ids import derive_id
 from ledger.metering.settlement import UsageRejectedError, run_worker
 from ledger.metering.tables import tables_for
 from ledger.store import chain
-from ledger.store.base import Store
+from ledger.store.base import Store, StoreError
 from ledger.store.memory import MemoryStore
 from ledger.store.sql import TRANSFER_COLUMNS
 from ledger.store.sqlite import SqliteStore
+from specs import metering as metering_spec
 
 from .fixtures import (
     CREDITS,
@@ -349,6 +351,37 @@ def _second_store(tamper: Tamper) -> Store:
 
     assert isinstance(tamper, PostgresTamper)
     return PostgresStore(tamper.url)
+
+
+def test_the_collector_is_paused_while_auditing_and_left_as_it_was(
+    sqlite_run: Finished, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = sqlite_run.copy()
+    tables = tables_for(store)
+    enabled: list[bool] = []  # the collector's state while the audit reads, then checks
+
+    def spy(name: str, on: Any) -> None:
+        real = getattr(on, name)
+
+        def wrapped(*args: Any) -> Any:
+            enabled.append(gc.isenabled())
+            return real(*args)
+
+        monkeypatch.setattr(on, name, wrapped)
+
+    spy("all_usage", tables)
+    spy("m6_reconciliation", metering_spec)
+    assert audit(store, tables).ok
+    assert enabled == [False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        assert audit(store, tables).ok and not gc.isenabled()
+    finally:
+        gc.enable()
+    store.close()
+    with pytest.raises(StoreError):
+        audit(store, tables)
+    assert gc.isenabled()
 
 
 def test_the_report_reads_plainly(sqlite_run: Finished) -> None:
