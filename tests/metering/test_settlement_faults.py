@@ -616,7 +616,8 @@ def campaign(
 
 
 def test_settlement_survives_kills_small_sqlite(tmp_path: Path) -> None:
-    """The fast variant, on every run: 2,000 events, 10 kills, on SQLite."""
+    """The fast variant, on every run: 4,000 events, 10 kills, on SQLite (fewer events drain
+    before the kills are done)."""
     path = tmp_path / "ledger.db"
     with SqliteStore(path, synchronous="NORMAL") as store:
         campaign(
@@ -624,10 +625,10 @@ def test_settlement_survives_kills_small_sqlite(tmp_path: Path) -> None:
             store,
             tmp_path,
             seed=11,
-            events=2_000,
+            events=4_000,
             customers=60,
             kills=10,
-            first_interval=0.2,
+            first_interval=0.1,
             idle_exit=1.0,
             report_batch_max=4,
             inside_min=0,
