@@ -19,10 +19,19 @@ from ledger.metering.records import (
     decision_from_json,
     decision_to_json,
 )
-from ledger.store.base import Store
+from ledger.store.base import SchemaTooNewError, Store
 
 Cursor = Any
 
+METER_SCHEMA_VERSION = 1
+"""The layout of the tables below. A database records the layout it has in `meter_schema`;
+a database written before the record existed has layout 1."""
+
+_VERSION_TABLE = (
+    """CREATE TABLE IF NOT EXISTS meter_schema (
+        id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)""",
+    "INSERT INTO meter_schema (id, version) VALUES (1, 1) ON CONFLICT DO NOTHING",
+)
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS meter_records (
         kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, key))""",
@@ -379,6 +388,16 @@ class SqlTables:
         return store.read(fn)
 
     def setup(self, cur: Cursor) -> None:
+        for statement in _VERSION_TABLE:
+            cur.execute(statement)
+        cur.execute("SELECT version FROM meter_schema WHERE id = 1")
+        version = int(cur.fetchone()[0])
+        if version > METER_SCHEMA_VERSION:
+            raise SchemaTooNewError(
+                f"the metering tables were written by a newer Tollgate (meter schema {version}, "
+                f"this one reads up to {METER_SCHEMA_VERSION}); upgrade Tollgate to use this "
+                "database. Nothing was written to it"
+            )
         for statement in SCHEMA:
             cur.execute(statement)
 
