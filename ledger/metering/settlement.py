@@ -281,13 +281,21 @@ class _Settling:
 def settle(meter: Meter, usage_ids: Sequence[int], now: int) -> list[Completion]:
     """Settle these usage events in one transaction; those settled before are skipped.
     If the batch cannot commit whole, each is settled in a transaction of its own."""
-    usage_ids = list(dict.fromkeys(usage_ids))  # the same event twice in a batch settles once
-    done = _settle_batch(meter, usage_ids, now)
+    return _settle_chosen(meter, _just(list(usage_ids)), now)
+
+
+def _settle_chosen(
+    meter: Meter, choose: Callable[[Cursor], Sequence[int]], now: int
+) -> list[Completion]:
+    """Settle the usage events `choose` names, read inside the settling transaction, in that
+    transaction; if it cannot commit whole, each of them in a transaction of its own."""
+    chosen: list[int] = []
+    done = _settle_batch(meter, choose, now, chosen)
     if done is not None:
         return done
     out: list[Completion] = []
-    for usage_id in usage_ids:
-        one = _settle_batch(meter, [usage_id], now)
+    for usage_id in chosen:
+        one = _settle_batch(meter, _just([usage_id]), now, [])
         if one is None:
             raise MeteringError(
                 f"the ledger refused the settlement of usage {usage_id}; it stays in the outbox"
@@ -296,12 +304,21 @@ def settle(meter: Meter, usage_ids: Sequence[int], now: int) -> list[Completion]
     return out
 
 
-def _settle_batch(meter: Meter, usage_ids: Sequence[int], now: int) -> list[Completion] | None:
+def _just(usage_ids: list[int]) -> Callable[[Cursor], Sequence[int]]:
+    return lambda cur: usage_ids
+
+
+def _settle_batch(
+    meter: Meter, choose: Callable[[Cursor], Sequence[int]], now: int, chosen: list[int]
+) -> list[Completion] | None:
+    """One transaction: `choose` the usage events (their ids are left in `chosen`), book
+    them and write everything; None if the ledger refused the batch (nothing written)."""
     settling: list[_Settling] = []
     committed: list[Completion] = []
 
     def build(view: TxView) -> tuple[list[Transfer], Then]:
-        settling[:] = _prepare(meter, view, usage_ids, now)
+        chosen[:] = list(dict.fromkeys(choose(view.cursor)))
+        settling[:] = _prepare(meter, view, chosen, now)
         events: list[Transfer] = []
         for item in settling:
             if item.book is not None:
@@ -458,21 +475,22 @@ def complete(meter: Meter, decision_id: int, actual: int, now: int) -> Completio
 
 def settle_pending(meter: Meter, worker: str, now: int, *, limit: int = 1000) -> int:
     """Settle up to `limit` unsettled usage events that nobody holds; returns how many this
-    call settled (one settled meanwhile by another worker is skipped, not counted).
+    call settled.
 
-    The events are picked by a read and settled in one transaction, which is the only claim
-    the batch needs: a worker killed mid-batch leaves nothing held, and the writers' lock
-    makes workers settle one batch after another (an event settled twice writes nothing
-    twice, M2). Each pick starts at a place in the outbox (by usage id) drawn from the worker
-    and `now`, so that workers seldom pick the same events. No lease is taken; a lease taken
-    with `MeterTables.claim` (as `tollgate serve`'s worker does) is respected."""
+    The events are picked inside the transaction that settles them, after the writers' lock
+    every batch takes first, so two workers never pick the same events and a worker killed
+    mid-batch leaves nothing held. A read first checks that there is something to pick, so an
+    idle poll never takes the writers' lock. The pick starts at a place in the outbox (by
+    usage id) drawn from the worker and `now`. No lease is taken; a lease taken with
+    `MeterTables.claim` (as `tollgate serve`'s worker does) is respected."""
     start = derive_id("pick", worker, now)
-    picked: list[int] = meter.tables.read(
-        meter.store, lambda cur: meter.tables.claimable(cur, now, limit, start)
-    )
-    if not picked:
+
+    def pick(cur: Cursor) -> list[int]:
+        return meter.tables.claimable(cur, now, limit, start)
+
+    if not meter.tables.read(meter.store, pick):
         return 0
-    return len(settle(meter, picked, now))
+    return len(_settle_chosen(meter, pick, now))
 
 
 def _measure_lag(meter: Meter, clock: Callable[[], int], stats: WorkerStats) -> int:

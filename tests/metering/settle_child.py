@@ -10,8 +10,9 @@ decisions and reports were stamped) until it is SIGKILLed, until no work could b
 `--idle-exit` seconds (exit 0), or, with `--until-idle`, until the outbox is empty.
 
 LOG gets one line per step, flushed at once, so the parent can tell where a kill landed:
-"start" once the meter is built, "begin N" before a picked batch of N is settled and "end N"
-after its transaction returned, and "done S" with the events settled when it stops by itself.
+"start" once the meter is built, "begin" before a batch is picked and settled (one
+transaction), "end N" after that transaction returned (N: the events it settled), and "done S"
+with the events settled when it stops by itself.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ IDLE_SLEEP_SECONDS = 0.01
 
 
 def _logged_settle(log: TextIO) -> Callable[..., Any]:
-    """`settlement.settle` writing "begin N" / "end N" around each batch (run_worker reaches it
-    through `settle_pending`)."""
-    settle = settlement.settle
+    """The settlement of a batch that `settle_pending` picks, writing "begin" / "end N" around
+    it (run_worker reaches it through `settle_pending`)."""
+    settle = settlement._settle_chosen
 
-    def logged(meter: Meter, usage_ids: Sequence[int], now: int) -> Any:
-        log.write(f"begin {len(usage_ids)}\n")
-        done = settle(meter, usage_ids, now)
-        log.write(f"end {len(usage_ids)}\n")
+    def logged(meter: Meter, choose: Callable[..., Sequence[int]], now: int) -> Any:
+        log.write("begin\n")
+        done = settle(meter, choose, now)
+        log.write(f"end {len(done)}\n")
         return done
 
     return logged
@@ -53,7 +54,7 @@ def run(
 ) -> settlement.WorkerStats:
     store = store_from_url(url)
     meter = Meter(store)
-    settlement.settle = _logged_settle(log)
+    settlement._settle_chosen = _logged_settle(log)
     log.write("start\n")
     idle_since: list[float] = []
     idled = [False]

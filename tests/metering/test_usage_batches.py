@@ -141,3 +141,31 @@ def test_a_worker_sees_a_grant_added_after_its_last_look(tmp_path: Path) -> None
     assert completion is not None
     # The excess of 3 units is charged from the grant, which the worker must know of.
     assert {c.layer: c.units for c in completion.charges} == {"grant:g": 8}
+
+
+def test_a_worker_settles_what_is_queued_when_it_commits_not_what_it_saw_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker settles the events this one just saw queued; this one's batch then
+    settles the events still queued (picked inside its transaction), not nothing."""
+    path = tmp_path / "shared.db"
+    api = new_meter(SqliteStore(path))
+    for n in range(4):
+        d = api.decide("ann", "f", 1, f"d{n}", 2 * NS)
+        api.report_usage("ann", "f", 1, f"u{n}", d.decision_id, 2 * NS, 2 * NS)
+    slow, fast = Meter(SqliteStore(path)), Meter(SqliteStore(path))
+    looks: list[list[int]] = []
+    left: set[int] = set()
+    claimable = slow.tables.claimable
+
+    def look_then_lose_the_race(cur: Any, now: int, limit: int, start: int) -> list[int]:
+        looks.append(claimable(cur, now, limit, start))
+        if len(looks) == 1:  # between this worker's look and its transaction
+            assert fast.settle_pending("fast", now, limit=2) == 2
+            left.update(fast.tables.read(fast.store, fast.tables.outbox_ids))
+        return looks[-1]
+
+    monkeypatch.setattr(slow.tables, "claimable", look_then_lose_the_race)
+    assert slow.settle_pending("slow", 3 * NS, limit=2) == 2
+    assert len(looks) == 2 and len(left) == 2 and set(looks[1]) == left
+    assert api.backlog() == (0, None)
