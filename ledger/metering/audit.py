@@ -220,22 +220,30 @@ class _Settled(NamedTuple):
 def _settlement_problems(d: _Data) -> list[str]:
     """Every usage event belongs to its customer's decision for the same feature, has the id
     its key derives, and is settled or queued (never both, never neither); every settlement's
-    transfers are in the journal (its chain applied whole, L6)."""
+    transfers are in the journal (its chain applied whole, L6), and each of them that moved
+    money names a monetization event that exists (so a deleted one is named)."""
     decisions = {a.decision_id: a for a in d.allocations}
     completed = {usage_id: (decision_id, ids) for decision_id, usage_id, ids in d.completions}
     problems: list[str] = []
     for u in d.usage:
         _usage_problems(u, decisions.get(u.decision_id), completed, d.outbox, problems)
     usage_ids = {u.id for u in d.usage}
-    present = {t.id for t in d.transfers}
+    transfers = {t.id: t for t in d.transfers}
+    priced = {m.id for m in d.monetization}
     for usage_id, (decision_id, ids) in completed.items():
         if usage_id not in usage_ids:
             problems.append(
                 f"M6: completion of decision {decision_id} names absent usage {usage_id}"
             )
         for t in ids:
-            if t not in present:
+            transfer = transfers.get(t)
+            if transfer is None:
                 problems.append(f"L6: settlement of usage {usage_id} lacks transfer {t}")
+            elif metering_spec.posts(transfer) and transfer.user_data not in priced:
+                problems.append(
+                    f"M1: transfer {t} of the settlement of usage {usage_id} names "
+                    f"monetization {transfer.user_data}, which is absent"
+                )
     problems += [f"M6: outbox entry for absent usage {i}" for i in sorted(d.outbox - usage_ids)]
     return problems
 

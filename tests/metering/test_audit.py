@@ -695,10 +695,7 @@ VARIANTS = [
         free_monetization_deleted,
         marks=_xfail(f"{NOT_NAMED}: only the usage (M6) is named; completions' charges unused"),
     ),
-    pytest.param(
-        write_off_monetization_deleted,
-        marks=_xfail(f"{NOT_NAMED}: M4 names the write-off account and M6 the usage"),
-    ),
+    write_off_monetization_deleted,
     free_monetization_inserted,
     hold_status_modified,
     hold_deleted,
