@@ -244,12 +244,20 @@ def m4_write_offs(monetization: Sequence[Any], write_off_account: Any) -> list[s
     return []
 
 
+def monetized_units(monetization: Sequence[Any]) -> dict[int, int]:
+    """The units monetized per usage event id."""
+    units: dict[int, int] = {}
+    for m in monetization:
+        units[m.usage_id] = units.get(m.usage_id, 0) + m.units
+    return units
+
+
 def m6_reconciliation(
     usage: Sequence[Any], monetization: Sequence[Any], unsettled: frozenset[int]
 ) -> list[str]:
     """M6: every settled usage event joins monetization events whose units add up to its
     units; every monetization event joins its usage event; an unsettled one has none."""
-    units: dict[int, int] = {}
+    units = monetized_units(monetization)
     by_usage = {u.id: u for u in usage}
     problems = []
     for m in monetization:
@@ -258,7 +266,6 @@ def m6_reconciliation(
             problems.append(f"M6: monetization {m.id} names usage {m.usage_id}, which is absent")
         elif m.decision_id != u.decision_id or m.customer != u.customer:
             problems.append(f"M6: monetization {m.id} does not match usage {u.id}")
-        units[m.usage_id] = units.get(m.usage_id, 0) + m.units
     for u in usage:
         got = units.get(u.id, 0)
         if u.id in unsettled:

@@ -73,6 +73,7 @@ class _Data:
     outbox: frozenset[int]
     chain: ChainReport
     statuses: dict[int, PendingStatus]
+    recorded: dict[int, tuple[int, ...]]  # usage id -> the monetization its completion recorded
 
 
 CHECKS = (
@@ -129,13 +130,17 @@ def _collector_paused() -> Iterator[None]:
 
 def _load(store: Store, tables: MeterTables) -> _Data:
     def rows(cur: Any) -> tuple[Any, ...]:
+        usage = list(tables.all_usage(cur))
+        monetization = list(tables.all_monetization(cur))
+        completions = tables.all_completion_keys(cur)
         return (
-            list(tables.all_usage(cur)),
-            list(tables.all_monetization(cur)),
-            tables.all_completion_keys(cur),
+            usage,
+            monetization,
+            completions,
             list(tables.all_allocations(cur)),
             tables.rejection_count(cur),
             tables.outbox_ids(cur),
+            _recorded_charges(cur, tables, usage, monetization, completions),
         )
 
     # The ledger and the metering tables from one read: a settlement committed in between
@@ -151,7 +156,7 @@ def _load(store: Store, tables: MeterTables) -> _Data:
             transfers.append(entry)
         else:
             expiries.append(entry)
-    usage, monetization, completions, allocations, rejections, outbox = metering
+    usage, monetization, completions, allocations, rejections, outbox, recorded = metering
     return _Data(
         accounts,
         transfers,
@@ -165,7 +170,29 @@ def _load(store: Store, tables: MeterTables) -> _Data:
         outbox,
         ledger.chain,
         ledger.statuses,
+        recorded,
     )
+
+
+def _recorded_charges(
+    cur: Any,
+    tables: MeterTables,
+    usage: list[UsageEvent],
+    monetization: list[Monetization],
+    completions: list[tuple[int, int, tuple[int, ...]]],
+) -> dict[int, tuple[int, ...]]:
+    """For each settled usage event whose units are not all monetized (rare: M6 reports it),
+    the monetization event ids its completion recorded, so that a deleted one can be named.
+    Read from the completions' bodies, only for these events: parsing all would be slow."""
+    units = {u.id: u.units for u in usage}
+    monetized = metering_spec.monetized_units(monetization)
+    recorded: dict[int, tuple[int, ...]] = {}
+    for decision_id, usage_id, _ in completions:
+        if usage_id in units and monetized.get(usage_id, 0) != units[usage_id]:
+            completion = tables.completion(cur, decision_id)
+            if completion is not None:
+                recorded[usage_id] = tuple(c.monetization_id for c in completion.charges)
+    return recorded
 
 
 def _ledger_problems(d: _Data) -> list[str]:
@@ -221,7 +248,9 @@ def _settlement_problems(d: _Data) -> list[str]:
     """Every usage event belongs to its customer's decision for the same feature, has the id
     its key derives, and is settled or queued (never both, never neither); every settlement's
     transfers are in the journal (its chain applied whole, L6), and each of them that moved
-    money names a monetization event that exists (so a deleted one is named)."""
+    money names a monetization event that exists; where a settled event's units are not all
+    monetized, each monetization event its completion recorded exists (so a deleted one is
+    named, free layers' included: no transfer names those)."""
     decisions = {a.decision_id: a for a in d.allocations}
     completed = {usage_id: (decision_id, ids) for decision_id, usage_id, ids in d.completions}
     problems: list[str] = []
@@ -244,6 +273,12 @@ def _settlement_problems(d: _Data) -> list[str]:
                     f"M1: transfer {t} of the settlement of usage {usage_id} names "
                     f"monetization {transfer.user_data}, which is absent"
                 )
+    problems += [
+        f"M6: monetization {m} recorded by the settlement of usage {usage_id} is absent"
+        for usage_id, ids in d.recorded.items()
+        for m in ids
+        if m not in priced
+    ]
     problems += [f"M6: outbox entry for absent usage {i}" for i in sorted(d.outbox - usage_ids)]
     return problems
 
