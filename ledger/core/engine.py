@@ -19,7 +19,14 @@ from ledger.core.flags import ACCOUNT_FLAGS_KNOWN, TRANSFER_FLAGS_KNOWN, Account
 from ledger.core.flags import TransferFlags as TF
 from ledger.core.limits import AMOUNT_MAX, ID_MAX, NS_PER_SECOND, TIMESTAMP_MAX_NS
 from ledger.core.results import TRANSIENT_RESULTS, Result
-from ledger.core.types import Account, AccountBalance, Expiry, PendingStatus, Transfer
+from ledger.core.types import (
+    Account,
+    AccountBalance,
+    Expiry,
+    PendingStatus,
+    Transfer,
+    TransferRecord,
+)
 from ledger.core.validate import check_batch
 from specs import ledger as spec
 
@@ -935,6 +942,11 @@ def account_from_row(r: Sequence[int]) -> Account:
 def transfer_from_row(r: Sequence[int]) -> Transfer:
     """A `Transfer` from its fields in TRANSFER_ROW order."""
     return _transfer_record(r[0], r[1:])
+
+
+def transfer_record(t: Transfer) -> TransferRecord:
+    """`t` as a `TransferRecord` (what whole-journal reads give)."""
+    return TransferRecord._make(_transfer_row(t))
 
 
 def _transfer_row(t: Transfer) -> tuple[int, ...]:

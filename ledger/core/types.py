@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +72,25 @@ class Transfer:
     user_data: int = 0
     flags: int = 0
     timestamp: int = 0
+
+
+class TransferRecord(NamedTuple):
+    """A stored transfer as a plain tuple: `Transfer`'s fields, in its order (which is also
+    the order of the stored row and of the hash chain's canonical bytes). What a read of the
+    whole journal (the audit's) builds instead of `Transfer`: the same attributes, at an
+    eighth of the cost to build, and a tuple the garbage collector stops tracking."""
+
+    id: int
+    debit_account_id: int
+    credit_account_id: int
+    amount: int
+    pending_id: int
+    timeout: int
+    ledger: int
+    code: int
+    user_data: int
+    flags: int
+    timestamp: int
 
 
 class PendingStatus(IntEnum):

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ledger.core.types import Account, Expiry, PendingStatus, Transfer
+from ledger.core.types import Account, Expiry, PendingStatus, TransferRecord
 from ledger.metering import accounts as acc
 from ledger.metering.accounts import Code
 from ledger.metering.ids import derive_id
@@ -62,7 +62,7 @@ class AuditReport:
 @dataclass(slots=True)
 class _Data:
     accounts: list[Account]
-    transfers: list[Transfer]
+    transfers: list[TransferRecord]
     expiries: list[Expiry]
     failed: frozenset[int]
     usage: list[UsageEvent]
@@ -147,12 +147,12 @@ def _load(store: Store, tables: MeterTables) -> _Data:
     # would otherwise look like a completion naming absent transfers.
     ledger, metering = store.snapshot(rows)
     accounts: list[Account] = []
-    transfers: list[Transfer] = []
+    transfers: list[TransferRecord] = []
     expiries: list[Expiry] = []
     for entry in ledger.journal:
         if isinstance(entry, Account):
             accounts.append(entry)
-        elif isinstance(entry, Transfer):
+        elif isinstance(entry, TransferRecord):
             transfers.append(entry)
         else:
             expiries.append(entry)

@@ -13,9 +13,17 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
+from ledger.core.engine import transfer_record
 from ledger.core.errors import LedgerError
 from ledger.core.results import Result
-from ledger.core.types import Account, AccountBalance, Expiry, PendingStatus, Transfer
+from ledger.core.types import (
+    Account,
+    AccountBalance,
+    Expiry,
+    PendingStatus,
+    Transfer,
+    TransferRecord,
+)
 from ledger.store.chain import ChainReport
 
 
@@ -49,11 +57,11 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The ledger as one read saw it: the journal in timestamp order, its hash chain's
-    verification, the stored status of every pending transfer, and the ids remembered as
-    failed."""
+    """The ledger as one read saw it: the journal in timestamp order (transfers as
+    `TransferRecord`s), its hash chain's verification, the stored status of every pending
+    transfer, and the ids remembered as failed."""
 
-    journal: list[Account | Transfer | Expiry]
+    journal: list[Account | TransferRecord | Expiry]
     chain: ChainReport
     statuses: dict[int, PendingStatus]
     failed: frozenset[int]
@@ -141,7 +149,10 @@ class Store(ABC):
         return self.read(
             lambda cur: (
                 Snapshot(
-                    list(self.journal()), self.verify_chain(), self.statuses(), self.failed_ids()
+                    [_record(e) for e in self.journal()],
+                    self.verify_chain(),
+                    self.statuses(),
+                    self.failed_ids(),
                 ),
                 also(cur),
             )
@@ -165,3 +176,7 @@ class Store(ABC):
         trace: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _record(entry: Account | Transfer | Expiry) -> Account | TransferRecord | Expiry:
+    return transfer_record(entry) if isinstance(entry, Transfer) else entry

@@ -10,7 +10,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ledger.core.types import Account, Expiry, Transfer
+from ledger.core.types import Account, Expiry, Transfer, TransferRecord
 
 GENESIS = bytes(32)
 """The hash before the first entry."""
@@ -19,12 +19,14 @@ _ACCOUNT = struct.Struct(">BqIHHqq")  # kind, id, ledger, code, flags, user_data
 _TRANSFER = struct.Struct(">BqqqqqIIHqHq")  # kind, id, dr, cr, amount, pending, timeout, ...
 _EXPIRY = struct.Struct(">Bqqq")  # kind, pending_id, amount, timestamp
 
-Entry = Account | Transfer | Expiry
+Entry = Account | Transfer | TransferRecord | Expiry
 
 
 def canonical(entry: Entry) -> bytes:
     """Fixed-width big-endian bytes of the fields that define an entry (an account's changing
     totals are not part of it: they are derived from the journal)."""
+    if type(entry) is TransferRecord:
+        return _TRANSFER.pack(2, *entry)
     if type(entry) is Transfer:
         return transfer_bytes(
             (
@@ -70,7 +72,7 @@ def link_bytes(previous: bytes, entry_bytes: bytes) -> bytes:
 
 
 def describe(entry: Entry) -> str:
-    if isinstance(entry, Transfer):
+    if isinstance(entry, Transfer | TransferRecord):
         return f"transfer {entry.id} (timestamp {entry.timestamp})"
     if isinstance(entry, Account):
         return f"account {entry.id} (timestamp {entry.timestamp})"

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ledger.core.engine import Changes, Ledger, account_from_row, transfer_from_row
 from ledger.core.flags import TransferFlags
 from ledger.core.limits import ID_MAX, NS_PER_SECOND
 from ledger.core.results import Result
-from ledger.core.types import Account, AccountBalance, Expiry, PendingStatus, Transfer
+from ledger.core.types import (
+    Account,
+    AccountBalance,
+    Expiry,
+    PendingStatus,
+    Transfer,
+    TransferRecord,
+)
 from ledger.core.validate import check_batch
 from ledger.store import chain
 from ledger.store.base import Build, Rollback, Snapshot, Store, T, Then
@@ -36,6 +43,7 @@ TRANSFER_COLUMNS = (
 _PENDING = int(TransferFlags.PENDING)
 _RESOLVING = int(TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING)
 _STATUSES = tuple(PendingStatus)  # by stored number
+E = TypeVar("E", Transfer, TransferRecord)
 assert [int(s) for s in _STATUSES] == list(range(len(_STATUSES)))
 
 Cursor = Any  # a DB-API cursor of the dialect's driver
@@ -302,22 +310,23 @@ class SqlStore(Store):
 
     def journal(self) -> Iterator[Account | Transfer | Expiry]:
         with self._read_cursor() as cur:
-            rows, _ = self._journal_rows(cur)
+            rows, _ = self._journal_rows(cur, transfer_from_row)
         for entry, _ in rows:
             yield entry
 
     def _journal_rows(
-        self, cur: Cursor
-    ) -> tuple[list[tuple[Account | Transfer | Expiry, bytes]], dict[int, PendingStatus]]:
-        """Every journal entry with its stored hash, in timestamp order, and the transfers'
-        stored statuses (read with them: one pass over the table)."""
+        self, cur: Cursor, transfer: Callable[[Sequence[int]], E]
+    ) -> tuple[list[tuple[Account | E | Expiry, bytes]], dict[int, PendingStatus]]:
+        """Every journal entry with its stored hash, in timestamp order (each transfer built
+        by `transfer` from its row), and the transfers' stored statuses (read with them: one
+        pass over the table)."""
         cur.execute(f"SELECT {ACCOUNT_COLUMNS}, hash FROM accounts")
-        rows: list[tuple[Account | Transfer | Expiry, bytes]] = [
+        rows: list[tuple[Account | E | Expiry, bytes]] = [
             (account_from_row(r), bytes(r[10])) for r in cur.fetchall()
         ]
         cur.execute(f"SELECT {TRANSFER_COLUMNS}, hash, status FROM transfers")
         transfers = cur.fetchall()
-        rows += [(transfer_from_row(r), bytes(r[11])) for r in transfers]
+        rows += [(transfer(r), bytes(r[11])) for r in transfers]
         statuses = {r[0]: _STATUSES[r[12]] for r in transfers if r[12]}
         cur.execute("SELECT pending_id, amount, timestamp, hash FROM expiries")
         rows += [
@@ -330,17 +339,21 @@ class SqlStore(Store):
     def verify_chain(self) -> ChainReport:
         with self._read_cursor() as cur:  # the head and the rows from one snapshot
             _, head = self._clock(cur)
-            rows, _ = self._journal_rows(cur)
+            rows, _ = self._journal_rows(cur, _record)
         return chain.verify(rows, head)
 
     def snapshot(self, also: Callable[[Cursor], T]) -> tuple[Snapshot, T]:
         with self._read_cursor() as cur:
             _, head = self._clock(cur)
-            rows, statuses = self._journal_rows(cur)
+            rows, statuses = self._journal_rows(cur, _record)
             failed = self._failed_ids(cur)
             extra = also(cur)
         journal = [entry for entry, _ in rows]
         return Snapshot(journal, chain.verify(rows, head), statuses, failed), extra
+
+
+def _record(row: Sequence[int]) -> TransferRecord:
+    return TransferRecord._make(row[:11])
 
 
 class _Loaded:

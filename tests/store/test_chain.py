@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 from ledger import Account, Expiry, Ledger, Transfer
+from ledger.core.engine import transfer_record
+from ledger.core.types import TransferRecord
 from ledger.store import MemoryStore, SqliteStore, Store, chain
 from ledger.store.chain import GENESIS, ChainReport, describe
 from ledger.store.sql import TRANSFER_COLUMNS
@@ -361,6 +363,16 @@ def test_memory_store_chain_matches_the_crafted_rows(rows: list[tuple[Any, bytes
     assert store.verify_chain() == ChainReport(True, len(rows))
     assert chain.verify(rows, rows[-1][1]) == ChainReport(True, len(rows))
     assert chain.verify([], GENESIS) == ChainReport(True, 0)
+
+
+def test_transfer_records_chain_as_their_transfers(rows: list[tuple[Any, bytes]]) -> None:
+    """The audit reads transfers as `TransferRecord`s: the same bytes, the same names."""
+    records = [(transfer_record(e) if isinstance(e, Transfer) else e, h) for e, h in rows]
+    assert sum(isinstance(e, TransferRecord) for e, _ in records) > 10
+    for (entry, _), (record, _) in zip(rows, records, strict=True):
+        assert chain.canonical(record) == chain.canonical(entry)
+        assert describe(record) == describe(entry)
+    assert chain.verify(records, rows[-1][1]) == ChainReport(True, len(rows))
 
 
 def crafted(rows: list[tuple[Any, bytes]], i: int, **changes: int) -> list[tuple[Any, bytes]]:
