@@ -168,40 +168,39 @@ def m1_debits_equal_usage(
     """M1: for every monetization event the posted transfers naming it (debits of the
     customer's funds plus its write-off) add up to its amount; no posted debit of a funding
     account lacks exactly one monetization event (breakage aside)."""
+    by_id = {m.id: m for m in monetization}
     tagged: dict[int, int] = {}
-    for t in transfers:
-        if posts(t):
-            tagged[t.user_data] = tagged.get(t.user_data, 0) + t.amount
-    known = {m.id for m in monetization}
+    misdirected: list[str] = []
+    unpriced: list[str] = []
+    for t in transfers:  # one pass: journals are long
+        if not posts(t):
+            continue
+        tagged[t.user_data] = tagged.get(t.user_data, 0) + t.amount
+        m = by_id.get(t.user_data)
+        if m is not None and t.debit_account_id != m.account_id:
+            misdirected.append(
+                f"M1: transfer {t.id} names monetization {t.user_data} but debits account "
+                f"{t.debit_account_id}, not {m.account_id}"
+            )
+        elif m is None and t.debit_account_id in funding_accounts and t.code != BREAKAGE_TRANSFER:
+            unpriced.append(
+                f"M1: transfer {t.id} debits funding account {t.debit_account_id} with no "
+                f"monetization event (user_data {t.user_data})"
+            )
     problems = [
         f"M1: monetization {m.id} ({m.layer}) priced {m.amount}, transfers naming it "
         f"moved {tagged.get(m.id, 0)}"
         for m in monetization
         if tagged.get(m.id, 0) != m.amount
     ]
-    by_id = {m.id: m for m in monetization}
-    problems += [
-        f"M1: transfer {t.id} names monetization {t.user_data} but debits account "
-        f"{t.debit_account_id}, not {by_id[t.user_data].account_id}"
-        for t in transfers
-        if posts(t) and t.user_data in by_id and t.debit_account_id != by_id[t.user_data].account_id
-    ]
+    problems += misdirected
     problems += [
         f"M1: monetization {m.id} ({m.layer}) amount {m.amount} is not {m.units} units at "
         f"{m.price}" + (" (a free layer is priced 0)" if m.layer in FREE_LAYERS else "")
         for m in monetization
         if m.amount != (0 if m.layer in FREE_LAYERS else m.units * m.price)
     ]
-    problems += [
-        f"M1: transfer {t.id} debits funding account {t.debit_account_id} with no "
-        f"monetization event (user_data {t.user_data})"
-        for t in transfers
-        if posts(t)
-        and t.debit_account_id in funding_accounts
-        and t.code != BREAKAGE_TRANSFER
-        and t.user_data not in known
-    ]
-    return problems
+    return problems + unpriced
 
 
 def m2_settled_once(
