@@ -43,8 +43,8 @@ TRANSFER_COLUMNS = (
 _PENDING = int(TransferFlags.PENDING)
 _RESOLVING = int(TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING)
 _STATUSES = tuple(PendingStatus)  # by stored number
-E = TypeVar("E", Transfer, TransferRecord)
 assert [int(s) for s in _STATUSES] == list(range(len(_STATUSES)))
+E = TypeVar("E", Transfer, TransferRecord)  # how a journal read builds its transfers
 
 Cursor = Any  # a DB-API cursor of the dialect's driver
 
