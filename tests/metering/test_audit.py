@@ -675,7 +675,6 @@ def _xfail(reason: str, **kw: Any) -> pytest.MarkDecorator:
 
 
 NOT_DETECTED = "the audit reports no discrepancy at all"
-NOT_NAMED = "a discrepancy is reported, but it does not name the tampered row"
 VARIANTS = [
     usage_customer_modified,
     usage_decision_modified,
