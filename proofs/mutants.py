@@ -15,38 +15,19 @@ from __future__ import annotations
 import sys
 import time
 import types
-from dataclasses import dataclass
-from pathlib import Path
 
+from ledger.seeded import Mutant, MutantError, mutated_source, occurrences
 from proofs import z3proofs
 from proofs.report import MutantOutcome
 
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["MUTANTS", "Mutant", "MutantError", "occurrences", "run", "run_one"]
+
 KERNEL = "ledger/core/kernel.py"
 SPEC = "specs/ledger.py"
 ALLOCATE = "ledger/metering/allocate.py"
 METERING_SPEC = "specs/metering.py"
 FAMILY = {KERNEL: "kernel", SPEC: "kernel", ALLOCATE: "allocation", METERING_SPEC: "allocation"}
 """The obligation family that runs each mutable file (see proofs/z3proofs.py)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Mutant:
-    """A seeded bug.
-
-    Attributes:
-        name: stable short name.
-        description: the bug in plain words.
-        file: the mutated file, relative to the repository root.
-        original: the exact source text replaced (must occur once in `file`).
-        replacement: the text put in its place.
-    """
-
-    name: str
-    description: str
-    file: str
-    original: str
-    replacement: str
 
 
 _GUARD = "dr_pending + a.dr_debits_posted + amount > a.dr_credits_posted"
@@ -274,25 +255,9 @@ MUTANTS: tuple[Mutant, ...] = (
 )
 
 
-class MutantError(Exception):
-    """A mutant that does not apply exactly once to the current source."""
-
-
-def source(m: Mutant) -> str:
-    return (ROOT / m.file).read_text()
-
-
-def occurrences(m: Mutant) -> int:
-    """How often the mutant's original text occurs in its file (must be exactly 1)."""
-    return source(m).count(m.original)
-
-
 def load(m: Mutant) -> types.ModuleType:
     """The mutated file as a fresh module (the real modules are untouched)."""
-    text = source(m)
-    count = text.count(m.original)
-    if count != 1:
-        raise MutantError(f"{m.name}: original text occurs {count} times in {m.file}, not once")
+    text = mutated_source(m)
     name = f"_mutant_{m.name}"
     module = types.ModuleType(name)
     module.__file__ = f"<mutant {m.name} of {m.file}>"
@@ -300,10 +265,7 @@ def load(m: Mutant) -> types.ModuleType:
     # classes are created; it is removed again so that nothing else can import it.
     sys.modules[name] = module
     try:
-        exec(
-            compile(text.replace(m.original, m.replacement), module.__file__, "exec"),
-            module.__dict__,
-        )
+        exec(compile(text, module.__file__, "exec"), module.__dict__)
     finally:
         del sys.modules[name]
     return module

@@ -23,38 +23,14 @@ import sys
 import time
 import types
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from ledger.seeded import ROOT, Mutant, MutantError, mutated_source
+
 METER = "ledger/metering/meter.py"
 SETTLEMENT = "ledger/metering/settlement.py"
 COMPLETION = "ledger/metering/completion.py"
 REGISTRY = "ledger/metering/registry.py"
 WINDOWS = "ledger/metering/windows.py"
-
-
-@dataclass(frozen=True, slots=True)
-class Mutant:
-    """A seeded bug.
-
-    Attributes:
-        name: stable short name.
-        description: the bug in plain words.
-        file: the mutated file, relative to the repository root.
-        original: the exact source text replaced (must occur once in `file`).
-        replacement: the text put in its place.
-    """
-
-    name: str
-    description: str
-    file: str
-    original: str
-    replacement: str
-
-    @property
-    def module(self) -> str:
-        return self.file.removesuffix(".py").replace("/", ".")
 
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -151,23 +127,11 @@ MUTANTS: tuple[Mutant, ...] = (
 )
 
 
-class MutantError(Exception):
-    """A mutant that does not apply exactly once to the current source, or comes too late."""
-
-
 def by_name(name: str) -> Mutant:
     for m in MUTANTS:
         if m.name == name:
             return m
     raise MutantError(f"no metering mutant named {name!r}; see ledger/sim/mutants.py")
-
-
-def mutated_source(m: Mutant) -> str:
-    text = (ROOT / m.file).read_text()
-    count = text.count(m.original)
-    if count != 1:
-        raise MutantError(f"{m.name}: original text occurs {count} times in {m.file}, not once")
-    return text.replace(m.original, m.replacement)
 
 
 class _Loader(importlib.abc.Loader):
