@@ -1,4 +1,5 @@
-"""Fixtures of the window tests: one parameter per window store, so tests/metering/
+"""Fixtures of the metering tests. `store`: a ledger store, once in memory and once on a
+SQLite file. The window tests' `make_windows`: one parameter per window store, so tests/metering/
 test_windows.py runs unchanged against `MemoryWindows` and `RedisWindows` (on a throwaway
 redis-server, see redis_server.py; skipped without one, failed under CI=true)."""
 
@@ -6,15 +7,34 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ledger.metering.windows import MemoryWindows, WindowStore
+from ledger.store.base import Store
+from ledger.store.memory import MemoryStore
+from ledger.store.sqlite import SqliteStore
 
 from .redis_server import ServerUnavailable, running_server, skip_or_fail
 
 WINDOW_KINDS = ("memory", "redis")
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A ledger store in memory, then on a SQLite file (closed after the test)."""
+    made: Store = (
+        MemoryStore()
+        if request.param == "memory"
+        else SqliteStore(tmp_path / "ledger.db", synchronous="NORMAL")
+    )
+    try:
+        yield made
+    finally:
+        made.close()
+
 
 MakeWindows = Callable[[], WindowStore]
 

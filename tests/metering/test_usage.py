@@ -11,9 +11,8 @@ derived from the decision and the layer, so settling again (a redelivery) writes
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,7 +39,6 @@ from ledger.metering.settlement import (
 )
 from ledger.store.base import Store
 from ledger.store.memory import MemoryStore
-from ledger.store.sqlite import SqliteStore
 
 from .fixtures import (
     CREDITS,
@@ -68,20 +66,6 @@ W = 10  # the one-hour window's limit
 CUSTOMER = acc.customer_account("alice")
 REVENUE = acc.platform_account(Code.REVENUE)
 WRITE_OFF = acc.platform_account(Code.WRITE_OFF)
-STORES = ("memory", "sqlite")
-
-
-@pytest.fixture(params=STORES)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    made: Store = (
-        MemoryStore()
-        if request.param == "memory"
-        else SqliteStore(tmp_path / "ledger.db", synchronous="NORMAL")
-    )
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def new_meter(

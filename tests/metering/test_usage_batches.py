@@ -4,7 +4,6 @@ its last look (the registry's change stamp), on the memory store and on a SQLite
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ from ledger.metering import InvalidRequestError, Meter, plan_from_data, price_bo
 from ledger.metering.settlement import Report, UsageConflictError, UsageRejectedError
 from ledger.store import SqliteStore
 from ledger.store.base import Store
-from ledger.store.memory import MemoryStore
 
 NS = 10**9
 PLAN = {
@@ -22,19 +20,6 @@ PLAN = {
     "version": 1,
     "features": {"f": {"layers": [{"kind": "grants"}, {"kind": "credits"}]}},
 }
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    made: Store = (
-        MemoryStore()
-        if request.param == "memory"
-        else SqliteStore(tmp_path / "ledger.db", synchronous="NORMAL")
-    )
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def new_meter(store: Store) -> Meter:
