@@ -126,7 +126,6 @@ class MeterTables(Protocol):
         """Up to `limit` outbox entries nobody holds (or whose lease ran out), in usage id
         order from `start` on, then from the lowest id (a read: nothing is held)."""
 
-    def settled(self, cur: Cursor, usage_id: int) -> None: ...
     def settlement_inputs(
         self, cur: Cursor, usage_ids: Sequence[int]
     ) -> list[tuple[UsageEvent, Decision, bool]]:
@@ -298,9 +297,6 @@ class MemoryTables:
         free = sorted(i for i, (_, until) in self.outbox.items() if until <= now)
         return ([i for i in free if i >= start] + [i for i in free if i < start])[:limit]
 
-    def settled(self, cur: Cursor, usage_id: int) -> None:
-        self.outbox.pop(usage_id, None)
-
     def settlement_inputs(
         self, cur: Cursor, usage_ids: Sequence[int]
     ) -> list[tuple[UsageEvent, Decision, bool]]:
@@ -317,7 +313,7 @@ class MemoryTables:
         monetization: Sequence[Monetization],
     ) -> None:
         for usage_id in done:
-            self.settled(cur, usage_id)
+            self.outbox.pop(usage_id, None)
         for c in completions:
             self.put_completion(cur, c)
         self.insert_monetization(cur, list(monetization))
@@ -613,9 +609,6 @@ class SqlTables:
             if len(found) >= limit:
                 break
         return found
-
-    def settled(self, cur: Cursor, usage_id: int) -> None:
-        cur.execute(self._q("DELETE FROM outbox WHERE usage_id = ?"), (usage_id,))
 
     def _in(self, column: str, ids: Sequence[object]) -> tuple[str, list[Any]]:
         if self.skip_locked:  # PostgreSQL: one array parameter
