@@ -25,6 +25,7 @@ from ledger.store.base import Store
 from ledger.store.chain import ChainReport
 from specs import ledger as ledger_spec
 from specs import metering as metering_spec
+from specs import staged
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +236,7 @@ def _m3_decisions(allocations: list[Allocation]) -> list[str]:
     return [
         f"M3: decision {a.decision_id} did not follow the waterfall"
         for a in allocations
-        if not metering_spec.allocation_ok(a.units, a.rooms, a.allowed, a.took)
+        if not staged.allocation_ok(a.units, a.rooms, a.allowed, a.took)
     ]
 
 

@@ -670,6 +670,17 @@ def transfer_appended_with_a_relinked_hash(store: Store, tamper: Tamper) -> int:
     return FORGED_TRANSFER
 
 
+# decisions
+
+
+def decision_split_modified(store: Store, tamper: Tamper) -> int:
+    """Carl's recorded split now spends credits while the windows still had room (M3): the
+    same total, each part within its layer's room."""
+    took = f"0,{A},{W + 5}"
+    tamper.execute([("UPDATE decisions SET took = ? WHERE decision_id = ?", (took, CARL))])
+    return CARL
+
+
 def _xfail(reason: str, **kw: Any) -> pytest.MarkDecorator:
     return pytest.mark.xfail(strict=True, reason=f"auditor gap (reported): {reason}", **kw)
 
@@ -695,6 +706,7 @@ VARIANTS = [
     free_monetization_inserted,
     hold_status_modified,
     hold_deleted,
+    decision_split_modified,
 ]
 
 
