@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from ledger.core.types import Account, Expiry, PendingStatus, TransferRecord
@@ -64,6 +65,7 @@ class AuditReport:
 class _Data:
     accounts: list[Account]
     transfers: list[TransferRecord]
+    transfer_by_id: dict[int, TransferRecord]
     expiries: list[Expiry]
     failed: frozenset[int]
     usage: list[UsageEvent]
@@ -129,6 +131,9 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+_transfer_id = attrgetter("id")
+
+
 def _load(store: Store, tables: MeterTables) -> _Data:
     def rows(cur: Any) -> tuple[Any, ...]:
         usage = list(tables.all_usage(cur))
@@ -161,6 +166,7 @@ def _load(store: Store, tables: MeterTables) -> _Data:
     return _Data(
         accounts,
         transfers,
+        dict(zip(map(_transfer_id, transfers), transfers, strict=True)),
         expiries,
         ledger.failed,
         usage,
@@ -212,9 +218,9 @@ def _ledger_problems(d: _Data) -> list[str]:
     problems += ledger_spec.journal_violations(d.transfers, d.expiries)
     problems += _status_problems(d)
     problems += [
-        f"L4: transfer {t.id} exists and is remembered as failed"
-        for t in d.transfers
-        if t.id in d.failed
+        f"L4: transfer {i} exists and is remembered as failed"
+        for i in sorted(d.failed)
+        if i in d.transfer_by_id
     ]
     return problems
 
@@ -252,24 +258,56 @@ def _settlement_problems(d: _Data) -> list[str]:
     money names a monetization event that exists; where a settled event's units are not all
     monetized, each monetization event its completion recorded exists (so a deleted one is
     named, free layers' included: no transfer names those)."""
-    decisions = {a.decision_id: a for a in d.allocations}
     completed = {usage_id: (decision_id, ids) for decision_id, usage_id, ids in d.completions}
-    problems: list[str] = []
-    for u in d.usage:
-        _usage_problems(u, decisions.get(u.decision_id), completed, d.outbox, problems)
     usage_ids = {u.id for u in d.usage}
-    transfers = {t.id: t for t in d.transfers}
-    priced = {m.id for m in d.monetization}
-    for usage_id, (decision_id, ids) in completed.items():
-        if usage_id not in usage_ids:
+    problems = _usage_problems(d, completed)
+    settled = completed.keys() & usage_ids
+    problems += [f"M2: usage {i} is settled and still queued" for i in sorted(settled & d.outbox)]
+    problems += [
+        f"M6: usage {i} is neither settled nor queued"
+        for i in sorted(usage_ids - settled - d.outbox)
+    ]
+    problems += [
+        f"M6: completion of decision {completed[i][0]} names absent usage {i}"
+        for i in sorted(completed.keys() - usage_ids)
+    ]
+    problems += _settlement_transfer_problems(d, completed)
+    problems += [f"M6: outbox entry for absent usage {i}" for i in sorted(d.outbox - usage_ids)]
+    return problems
+
+
+def _usage_problems(d: _Data, completed: dict[int, tuple[int, tuple[int, ...]]]) -> list[str]:
+    """Each usage event's id is derived from its customer and key, and it matches its
+    decision (and the decision its settlement names)."""
+    decisions = {a.decision_id: a for a in d.allocations}
+    problems = []
+    for u in d.usage:
+        if u.id != derive_id("usage", u.customer, u.key):
+            problems.append(f"M2: usage {u.id} is not the id derived from its customer and key")
+        decision = decisions.get(u.decision_id)
+        if decision is None or decision.customer != u.customer or decision.feature != u.feature:
             problems.append(
-                f"M6: completion of decision {decision_id} names absent usage {usage_id}"
+                f"M6: usage {u.id} does not match a decision of {u.customer!r} for "
+                f"{u.feature!r} (decision {u.decision_id})"
             )
+        settlement = completed.get(u.id)
+        if settlement is not None and settlement[0] != u.decision_id:
+            problems.append(f"M6: usage {u.id} was settled as decision {settlement[0]}")
+    return problems
+
+
+def _settlement_transfer_problems(
+    d: _Data, completed: dict[int, tuple[int, tuple[int, ...]]]
+) -> list[str]:
+    transfers = d.transfer_by_id
+    priced = {m.id for m in d.monetization}
+    problems = []
+    for usage_id, (_, ids) in completed.items():
         for t in ids:
             transfer = transfers.get(t)
             if transfer is None:
                 problems.append(f"L6: settlement of usage {usage_id} lacks transfer {t}")
-            elif metering_spec.posts(transfer) and transfer.user_data not in priced:
+            elif transfer.user_data not in priced and metering_spec.posts(transfer):
                 problems.append(
                     f"M1: transfer {t} of the settlement of usage {usage_id} names "
                     f"monetization {transfer.user_data}, which is absent"
@@ -280,7 +318,6 @@ def _settlement_problems(d: _Data) -> list[str]:
         for m in ids
         if m not in priced
     ]
-    problems += [f"M6: outbox entry for absent usage {i}" for i in sorted(d.outbox - usage_ids)]
     return problems
 
 
@@ -288,29 +325,6 @@ def _backlog(d: _Data) -> tuple[int, int | None]:
     """(unsettled usage events, the oldest one's occurred_at), from the rows read."""
     queued = [u.occurred_at for u in d.usage if u.id in d.outbox]
     return len(queued), min(queued, default=None)
-
-
-def _usage_problems(
-    u: UsageEvent,
-    decision: Allocation | None,
-    completed: dict[int, tuple[int, tuple[int, ...]]],
-    outbox: frozenset[int],
-    problems: list[str],
-) -> None:
-    """Append what is wrong with `u` to `problems`."""
-    if u.id != derive_id("usage", u.customer, u.key):
-        problems.append(f"M2: usage {u.id} is not the id derived from its customer and key")
-    if decision is None or (decision.customer, decision.feature) != (u.customer, u.feature):
-        problems.append(
-            f"M6: usage {u.id} does not match a decision of {u.customer!r} for "
-            f"{u.feature!r} (decision {u.decision_id})"
-        )
-    if u.id in completed and u.id in outbox:
-        problems.append(f"M2: usage {u.id} is settled and still queued")
-    if u.id not in completed and u.id not in outbox:
-        problems.append(f"M6: usage {u.id} is neither settled nor queued")
-    if u.id in completed and completed[u.id][0] != u.decision_id:
-        problems.append(f"M6: usage {u.id} was settled as decision {completed[u.id][0]}")
 
 
 def _status_problems(d: _Data) -> list[str]:
