@@ -74,6 +74,7 @@ class _Data:
     allocations: list[Allocation]
     rejections: int
     outbox: frozenset[int]
+    queued_digests: dict[int, int] | None  # None: layout 1, no digests kept
     chain: ChainReport
     statuses: dict[int, PendingStatus]
     recorded: dict[int, tuple[int, ...]]  # usage id -> the monetization its completion recorded
@@ -94,6 +95,11 @@ CHECKS = (
     "M4 write-offs recorded and counted",
     "M6 usage, monetization and transfers reconcile",
 )
+QUEUED_CHECK = "M6 queued usage events as reported (the digests their outbox entries keep)"
+QUEUED_UNCHECKED = (
+    "M6 queued usage events as reported: NOT checked, the database has meter layout 1 "
+    "(opening it with this Tollgate's `Meter` adds the digests)"
+)
 
 
 def audit(store: Store, tables: MeterTables | None = None) -> AuditReport:
@@ -113,7 +119,7 @@ def audit(store: Store, tables: MeterTables | None = None) -> AuditReport:
             oldest_unsettled=oldest,
             chain_ok=chain.ok,
             seconds=time.perf_counter() - started,
-            checks=CHECKS,
+            checks=(*CHECKS, QUEUED_UNCHECKED if data.queued_digests is None else QUEUED_CHECK),
         )
 
 
@@ -146,6 +152,7 @@ def _load(store: Store, tables: MeterTables) -> _Data:
             list(tables.all_allocations(cur)),
             tables.rejection_count(cur),
             tables.outbox_ids(cur),
+            tables.outbox_digests(cur),
             _recorded_charges(cur, tables, usage, monetization, completions),
         )
 
@@ -162,7 +169,7 @@ def _load(store: Store, tables: MeterTables) -> _Data:
             transfers.append(entry)
         else:
             expiries.append(entry)
-    usage, monetization, completions, allocations, rejections, outbox, recorded = metering
+    usage, monetization, completions, allocations, rejections, outbox, digests, recorded = metering
     return _Data(
         accounts,
         transfers,
@@ -175,6 +182,7 @@ def _load(store: Store, tables: MeterTables) -> _Data:
         allocations,
         rejections,
         outbox,
+        digests,
         ledger.chain,
         ledger.statuses,
         recorded,
@@ -235,6 +243,7 @@ def _metering_problems(d: _Data) -> list[str]:
     problems += metering_spec.m4_write_offs(d.monetization, write_off)
     problems += metering_spec.m6_reconciliation(d.usage, d.monetization, d.outbox)
     problems += _settlement_problems(d)
+    problems += _queued_problems(d)
     return problems
 
 
@@ -319,6 +328,20 @@ def _settlement_transfer_problems(
         if m not in priced
     ]
     return problems
+
+
+def _queued_problems(d: _Data) -> list[str]:
+    """Each queued usage event is as it was reported: its digest is the one its outbox entry
+    keeps (before it is settled, nothing else binds it)."""
+    queued = d.queued_digests
+    if not queued:
+        return []
+    return [
+        f"M6: usage {u.id} was changed after it was reported (its outbox entry keeps the "
+        "digest of another report)"
+        for u in d.usage
+        if u.id in queued and queued[u.id] != u.digest()
+    ]
 
 
 def _backlog(d: _Data) -> tuple[int, int | None]:

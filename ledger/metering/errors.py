@@ -54,3 +54,17 @@ class UnknownDecisionError(MeteringError):
 
 class CompletionConflictError(MeteringError):
     """The decision was already completed with a different actual amount; nothing changed."""
+
+
+class UsageChangedError(MeteringError):
+    """A queued usage event's row no longer matches what was reported (its outbox entry keeps
+    the report's digest): the row was changed behind Tollgate's back. Nothing in the batch was
+    settled."""
+
+    def __init__(self, usage_id: int) -> None:
+        self.usage_id = usage_id
+        super().__init__(
+            f"usage {usage_id} was changed after it was reported (its row no longer matches the "
+            "digest its outbox entry keeps); nothing in this batch was settled. `tollgate audit` "
+            "names it: restore the row as reported, then settle again"
+        )

@@ -16,6 +16,7 @@ from ledger.metering.decision import (
     Reason,
     Unblock,
 )
+from ledger.metering.ids import derive_id
 
 
 class UsageEvent(NamedTuple):
@@ -34,6 +35,12 @@ class UsageEvent(NamedTuple):
     def body(self) -> tuple[object, ...]:
         """What must match when the same key is reported again."""
         return (self.feature, self.units, self.occurred_at, self.decision_id)
+
+    def digest(self) -> int:
+        """A 63-bit hash of every field, kept in the event's outbox entry while it waits, so
+        that a row changed before it is settled is refused by settlement and named by the
+        audit (nothing else binds an unsettled event)."""
+        return derive_id("usage-report", *self)
 
 
 @dataclass(frozen=True, slots=True)

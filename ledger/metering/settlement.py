@@ -27,6 +27,7 @@ from ledger.metering.errors import (
     InvalidRequestError,
     MeteringError,
     UnknownDecisionError,
+    UsageChangedError,
 )
 from ledger.metering.ids import derive_id
 from ledger.metering.records import Monetization, Rejection, UsageEvent
@@ -369,13 +370,17 @@ def _prepare(meter: Meter, view: TxView, usage_ids: Sequence[int], now: int) -> 
     """Read everything the batch needs in a few queries, then book each settlement in turn
     (funds kept current across the batch)."""
     inputs = meter.tables.settlement_inputs(view.cursor, usage_ids)
-    held = [p for _, d, done in inputs if not done for p in d.parts if p.transfer_id]
+    for item in inputs:  # never charge for what was not reported
+        changed = item.queued_digest not in (None, item.usage.digest())
+        if changed and not item.settled:
+            raise UsageChangedError(item.usage.id)
+    held = [p for _, d, done, _ in inputs if not done for p in d.parts if p.transfer_id]
     statuses = view.pending_statuses([p.transfer_id for p in held])
     funds = _Funds(view)
     funds.available([p.account_id for p in held])  # one read for the batch's held accounts
     return [
         _Settling(u, d, None if done else _book(meter, statuses, funds, d, u.units, now))
-        for u, d, done in inputs
+        for u, d, done, _ in inputs
     ]
 
 

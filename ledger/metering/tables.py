@@ -23,9 +23,11 @@ from ledger.store.base import SchemaTooNewError, Store
 
 Cursor = Any
 
-METER_SCHEMA_VERSION = 1
+METER_SCHEMA_VERSION = 2
 """The layout of the tables below. A database records the layout it has in `meter_schema`;
-a database written before the record existed has layout 1."""
+a database written before the record existed has layout 1. `SCHEMA` creates layout 1 and
+`_MIGRATIONS` takes it, step by step, to this one (a new database goes the same way).
+Layout 2: each outbox entry keeps the digest of its usage event as reported."""
 
 _VERSION_TABLE = (
     """CREATE TABLE IF NOT EXISTS meter_schema (
@@ -59,7 +61,7 @@ SCHEMA = (
         body TEXT NOT NULL, at BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS outbox (
         usage_id BIGINT PRIMARY KEY, claimed_by TEXT, claimed_until BIGINT NOT NULL,
-        attempts BIGINT NOT NULL)""",
+        attempts BIGINT NOT NULL)""",  # layout 1; see _MIGRATIONS
     """CREATE TABLE IF NOT EXISTS monetization_events (
         id BIGINT PRIMARY KEY, usage_id BIGINT NOT NULL, decision_id BIGINT NOT NULL,
         customer TEXT NOT NULL, layer TEXT NOT NULL, units BIGINT NOT NULL CHECK (units >= 0),
@@ -126,10 +128,9 @@ class MeterTables(Protocol):
         """Up to `limit` outbox entries nobody holds (or whose lease ran out), in usage id
         order from `start` on, then from the lowest id (a read: nothing is held)."""
 
-    def settlement_inputs(
-        self, cur: Cursor, usage_ids: Sequence[int]
-    ) -> list[tuple[UsageEvent, Decision, bool]]:
-        """For each usage event that exists: it, its decision, and whether it was settled."""
+    def settlement_inputs(self, cur: Cursor, usage_ids: Sequence[int]) -> list[SettlementInput]:
+        """For each usage event that exists: it, its decision, whether it was settled, and the
+        digest its outbox entry keeps (None when it has none)."""
 
     def record_settlements(
         self,
@@ -145,6 +146,10 @@ class MeterTables(Protocol):
         """(unsettled usage events, oldest unsettled occurred_at)."""
 
     def outbox_ids(self, cur: Cursor) -> frozenset[int]: ...
+    def outbox_digests(self, cur: Cursor) -> dict[int, int] | None:
+        """The digest each outbox entry keeps, by usage id; None on a database of layout 1
+        (written before digests were kept and not opened since by a Tollgate that migrates)."""
+
     def all_usage(self, cur: Cursor) -> Iterator[UsageEvent]: ...
     def all_monetization(self, cur: Cursor) -> Iterator[Monetization]: ...
     def all_rejections(self, cur: Cursor) -> Iterator[Rejection]: ...
@@ -156,6 +161,13 @@ class MeterTables(Protocol):
 
     def all_completion_keys(self, cur: Cursor) -> list[tuple[int, int, tuple[int, ...]]]:
         """(decision_id, usage_id, transfer ids) of every completion."""
+
+
+class SettlementInput(NamedTuple):
+    usage: UsageEvent
+    decision: Decision
+    settled: bool
+    queued_digest: int | None
 
 
 class Allocation(NamedTuple):
@@ -195,6 +207,7 @@ class MemoryTables:
         self.usage_decisions: dict[int, int] = {}
         self.rejections: dict[int, Rejection] = {}
         self.outbox: dict[int, tuple[str | None, int]] = {}
+        self.outbox_digest: dict[int, int] = {}
         self.monetization: dict[int, Monetization] = {}
 
     def write(self, store: Store, now: int, fn: Callable[[Cursor], None]) -> None:
@@ -268,6 +281,7 @@ class MemoryTables:
             self.usage_keys[(u.customer, u.key)] = u.id
             self.usage_decisions[u.decision_id] = u.id
             self.outbox[u.id] = (None, 0)
+            self.outbox_digest[u.id] = u.digest()
 
     def known_usage(
         self, cur: Cursor, keys: Sequence[tuple[str, str]], decision_ids: Sequence[int]
@@ -297,12 +311,16 @@ class MemoryTables:
         free = sorted(i for i, (_, until) in self.outbox.items() if until <= now)
         return ([i for i in free if i >= start] + [i for i in free if i < start])[:limit]
 
-    def settlement_inputs(
-        self, cur: Cursor, usage_ids: Sequence[int]
-    ) -> list[tuple[UsageEvent, Decision, bool]]:
+    def settlement_inputs(self, cur: Cursor, usage_ids: Sequence[int]) -> list[SettlementInput]:
         found = [self.usage[i] for i in usage_ids if i in self.usage]
         return [
-            (u, self._unpacked(u.decision_id), u.decision_id in self.completions) for u in found
+            SettlementInput(
+                u,
+                self._unpacked(u.decision_id),
+                u.decision_id in self.completions,
+                self.outbox_digest.get(u.id),
+            )
+            for u in found
         ]
 
     def record_settlements(
@@ -314,6 +332,7 @@ class MemoryTables:
     ) -> None:
         for usage_id in done:
             self.outbox.pop(usage_id, None)
+            self.outbox_digest.pop(usage_id, None)
         for c in completions:
             self.put_completion(cur, c)
         self.insert_monetization(cur, list(monetization))
@@ -328,6 +347,9 @@ class MemoryTables:
 
     def outbox_ids(self, cur: Cursor) -> frozenset[int]:
         return frozenset(self.outbox)
+
+    def outbox_digests(self, cur: Cursor) -> dict[int, int] | None:
+        return dict(self.outbox_digest)
 
     def all_usage(self, cur: Cursor) -> Iterator[UsageEvent]:
         return iter(sorted(self.usage.values(), key=lambda u: u.id))
@@ -396,6 +418,10 @@ class SqlTables:
             )
         for statement in SCHEMA:
             cur.execute(statement)
+        while version < METER_SCHEMA_VERSION:
+            version += 1
+            _MIGRATIONS[version](self, cur)
+            cur.execute(self._q("UPDATE meter_schema SET version = ? WHERE id = 1"), (version,))
 
     def put_record(self, cur: Cursor, kind: str, key: str, body: str) -> None:
         cur.execute(
@@ -535,10 +561,10 @@ class SqlTables:
         )
         cur.executemany(
             self._q(
-                "INSERT INTO outbox (usage_id, claimed_by, claimed_until, attempts) "
-                "VALUES (?, NULL, 0, 0)"
+                "INSERT INTO outbox (usage_id, claimed_by, claimed_until, attempts, digest) "
+                "VALUES (?, NULL, 0, 0, ?)"
             ),
-            [(u.id,) for u in rows],
+            [(u.id, u.digest()) for u in rows],
         )
 
     def known_usage(
@@ -615,22 +641,26 @@ class SqlTables:
             return f"{column} = ANY(%s)", [list(ids)]
         return f"{column} IN ({', '.join('?' * len(ids))})", list(ids)
 
-    def settlement_inputs(
-        self, cur: Cursor, usage_ids: Sequence[int]
-    ) -> list[tuple[UsageEvent, Decision, bool]]:
+    def settlement_inputs(self, cur: Cursor, usage_ids: Sequence[int]) -> list[SettlementInput]:
         if not usage_ids:
             return []
         where, params = self._in("u.id", usage_ids)
         columns = ", ".join(f"u.{c.strip()}" for c in USAGE_COLUMNS.split(","))
         cur.execute(
-            f"SELECT {columns}, d.body, c.decision_id FROM usage_events u "
+            f"SELECT {columns}, d.body, c.decision_id, o.digest FROM usage_events u "
             "JOIN decisions d ON d.decision_id = u.decision_id "
-            f"LEFT JOIN completions c ON c.decision_id = u.decision_id WHERE {where}",
+            "LEFT JOIN completions c ON c.decision_id = u.decision_id "
+            f"LEFT JOIN outbox o ON o.usage_id = u.id WHERE {where}",
             params,
         )
         rows = {int(r[0]): r for r in cur.fetchall()}
         return [
-            (UsageEvent(*rows[i][:8]), decision_from_json(rows[i][8]), rows[i][9] is not None)
+            SettlementInput(
+                UsageEvent(*rows[i][:8]),
+                decision_from_json(rows[i][8]),
+                rows[i][9] is not None,
+                rows[i][10],
+            )
             for i in usage_ids
             if i in rows
         ]
@@ -680,6 +710,13 @@ class SqlTables:
     def outbox_ids(self, cur: Cursor) -> frozenset[int]:
         cur.execute("SELECT usage_id FROM outbox")
         return frozenset(int(r[0]) for r in cur.fetchall())
+
+    def outbox_digests(self, cur: Cursor) -> dict[int, int] | None:
+        cur.execute("SELECT * FROM outbox WHERE 1 = 0")  # the columns, without the catalogs
+        if "digest" not in {d[0] for d in cur.description}:
+            return None
+        cur.execute("SELECT usage_id, digest FROM outbox")
+        return {int(i): int(digest) for i, digest in cur.fetchall()}
 
     def all_usage(self, cur: Cursor) -> Iterator[UsageEvent]:
         cur.execute(f"SELECT {USAGE_COLUMNS} FROM usage_events ORDER BY id")
@@ -735,6 +772,41 @@ def _chunks(items: Sequence[Any], size: int = 5000) -> Iterator[Sequence[Any]]:
     """`items` in slices that keep a statement under SQLite's host parameter limit."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _outbox_keeps_digests(tables: SqlTables, cur: Cursor) -> None:
+    """Layout 2: the outbox rebuilt with each entry's digest, computed from its usage event as
+    the database holds it now (what is queued at the upgrade is trusted as it stands). A new
+    table rather than a new column, so that the column is NOT NULL on SQLite too: a process
+    still on layout 1 cannot queue an event without a digest."""
+    cur.execute(
+        """CREATE TABLE outbox_2 (
+        usage_id BIGINT PRIMARY KEY, claimed_by TEXT, claimed_until BIGINT NOT NULL,
+        attempts BIGINT NOT NULL, digest BIGINT NOT NULL)"""
+    )
+    columns = ", ".join(f"u.{c.strip()}" for c in USAGE_COLUMNS.split(","))
+    cur.execute(
+        f"SELECT o.usage_id, o.claimed_by, o.claimed_until, o.attempts, {columns} FROM outbox o "
+        "LEFT JOIN usage_events u ON u.id = o.usage_id"
+    )
+    entries = []
+    for usage_id, claimed_by, until, attempts, *usage in cur.fetchall():
+        # An entry whose event is gone keeps digest 0, which no event has: the audit still
+        # names it, settlement still skips it.
+        digest = 0 if usage[0] is None else UsageEvent(*usage).digest()
+        entries.append((usage_id, claimed_by, until, attempts, digest))
+    cur.executemany(
+        tables._q(
+            "INSERT INTO outbox_2 (usage_id, claimed_by, claimed_until, attempts, digest) "
+            "VALUES (?, ?, ?, ?, ?)"
+        ),
+        entries,
+    )
+    cur.execute("DROP TABLE outbox")
+    cur.execute("ALTER TABLE outbox_2 RENAME TO outbox")
+
+
+_MIGRATIONS: dict[int, Callable[[SqlTables, Cursor], None]] = {2: _outbox_keeps_digests}
 
 
 def tables_for(store: Store) -> MeterTables:

@@ -29,7 +29,9 @@ from ledger.metering import accounts as acc
 from ledger.metering.accounts import Code
 from ledger.metering.audit import AuditReport, audit
 from ledger.metering.completion import monetization_id
+from ledger.metering.errors import UsageChangedError
 from ledger.metering.ids import derive_id
+from ledger.metering.records import UsageEvent
 from ledger.metering.settlement import UsageRejectedError, run_worker
 from ledger.metering.tables import tables_for
 from ledger.store import chain
@@ -443,10 +445,11 @@ def _insert_usage(tamper: Tamper, *, queued: bool) -> int:
         ("INSERT INTO usage_events (id, customer, key, feature, units, occurred_at, "
          "decision_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row),
     ]  # fmt: skip
-    if queued:
+    if queued:  # with the digest of the forged row, as a forger who read the code would
+        digest = UsageEvent(*row).digest()
         statements.append(
-            ("INSERT INTO outbox (usage_id, claimed_by, claimed_until, attempts) "
-             "VALUES (?, NULL, 0, 0)", (FORGED_USAGE,))
+            ("INSERT INTO outbox (usage_id, claimed_by, claimed_until, attempts, digest) "
+             "VALUES (?, NULL, 0, 0, ?)", (FORGED_USAGE, digest))
         )  # fmt: skip
     tamper.execute(statements)
     return FORGED_USAGE
@@ -681,21 +684,13 @@ def decision_split_modified(store: Store, tamper: Tamper) -> int:
     return CARL
 
 
-def _xfail(reason: str, **kw: Any) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"auditor gap (reported): {reason}", **kw)
-
-
-NOT_DETECTED = "the audit reports no discrepancy at all"
 VARIANTS = [
     usage_customer_modified,
     usage_decision_modified,
     transfer_appended_with_a_relinked_hash,
     usage_feature_modified,
     usage_key_modified,
-    pytest.param(
-        queued_usage_modified,
-        marks=_xfail(f"{NOT_DETECTED}: an unsettled usage event has nothing to be checked against"),
-    ),
+    queued_usage_modified,
     queued_usage_deleted,
     usage_inserted_queued_for_an_unknown_decision,
     monetization_units_modified,
@@ -756,8 +751,8 @@ def test_modified_account_totals_break_the_replay_and_name_the_account(
 def test_a_settled_usage_queued_again_is_reported(finished: tuple[Store, Tamper]) -> None:
     store, tamper = finished
     tamper.execute(
-        [("INSERT INTO outbox (usage_id, claimed_by, claimed_until, attempts) "
-          "VALUES (?, NULL, 0, 0)", (CARL_USAGE,))]
+        [("INSERT INTO outbox (usage_id, claimed_by, claimed_until, attempts, digest) "
+          "VALUES (?, NULL, 0, 0, 1)", (CARL_USAGE,))]
     )  # fmt: skip
     found = assert_named(store, CARL_USAGE)
     assert f"M2: usage {CARL_USAGE} is settled and still queued" in found
@@ -779,3 +774,31 @@ def test_a_deleted_completion_is_reported(finished: tuple[Store, Tamper]) -> Non
     tamper.execute([("DELETE FROM completions WHERE decision_id = ?", (CARL,))])
     found = assert_named(store, CARL_USAGE)
     assert f"M6: usage {CARL_USAGE} is neither settled nor queued" in found
+
+
+# --- a queued usage event changed before it is settled -----------------------------------------
+
+
+def test_a_queued_usage_changed_is_named_and_never_settled(
+    finished: tuple[Store, Tamper],
+) -> None:
+    """Its outbox entry keeps the report's digest: the audit names the event, settlement
+    refuses the batch (nothing charged), and once the row is restored as reported it settles."""
+    store, tamper = finished
+    queued_usage_modified(store, tamper)  # 2 units become 200
+    found = assert_named(store, QUE_USAGE)
+    assert found == [
+        f"M6: usage {QUE_USAGE} was changed after it was reported (its outbox entry keeps the "
+        "digest of another report)"
+    ]
+    meter = Meter(store)
+    ticks = iter(range(T0 + 3 * HOUR, T0 + 4 * HOUR))
+    with pytest.raises(UsageChangedError, match=f"usage {QUE_USAGE} was changed"):
+        run_worker(meter, "worker-2", lambda: next(ticks))
+    refused = audit(store)
+    assert refused.totals == EXPECTED_TOTALS and refused.backlog == 1  # nothing was settled
+    tamper.execute([("UPDATE usage_events SET units = 2 WHERE id = ?", (QUE_USAGE,))])
+    assert run_worker(meter, "worker-2", lambda: next(ticks)).settled == 1
+    settled = audit(store)
+    assert settled.ok and settled.backlog == 0
+    assert settled.totals["usage_units"] == EXPECTED_TOTALS["usage_units"] + 2

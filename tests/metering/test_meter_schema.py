@@ -1,6 +1,8 @@
 """The metering tables record their layout (`meter_schema`), as the ledger's tables do: a
-database whose metering tables a newer Tollgate wrote is refused with nothing written, and a
-database written before the record existed is taken as layout 1. On SQLite and PostgreSQL."""
+database whose metering tables a newer Tollgate wrote is refused with nothing written, a
+database written before the record existed is taken as layout 1, and a database of layout 1 is
+taken to layout 2 (outbox entries keep their usage event's digest) when a `Meter` opens it, with
+every queued event bound as it stands. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ from typing import Any
 
 import pytest
 
-from ledger.metering import Meter, plan_from_data
+from ledger.metering import Meter, plan_from_data, price_book_from_data
 from ledger.metering import accounts as acc
+from ledger.metering.audit import audit
 from ledger.metering.tables import METER_SCHEMA_VERSION
-from ledger.store.base import SchemaTooNewError, Store
+from ledger.store.base import SchemaTooNewError, Store, StoreError
 from ledger.store.sqlite import SqliteStore
 
-from .fixtures import CREDITS, T0, feature, plan_data
+from .fixtures import CREDITS, NS, T0, book_data, feature, plan_data
 from .pg import PgDatabases, pg_cluster, pg_databases
 
 __all__ = ["pg_cluster", "pg_databases"]  # fixtures used by this module
@@ -73,16 +76,16 @@ def used(store: Store) -> Meter:
 
 def test_a_new_database_records_the_layout_and_opens_again(opener: Opener) -> None:
     meter = used(opener())
-    assert recorded_version(meter.store) == METER_SCHEMA_VERSION == 1
+    assert recorded_version(meter.store) == METER_SCHEMA_VERSION == 2
     again = Meter(opener())
     assert again.registry.customers.get("ann") is not None
 
 
 def test_a_database_from_before_the_record_is_taken_as_layout_1(opener: Opener) -> None:
     used(opener())
-    execute(opener(), "DROP TABLE meter_schema")
+    execute(opener(), "DROP TABLE meter_schema", "ALTER TABLE outbox DROP COLUMN digest")
     again = Meter(opener())
-    assert recorded_version(again.store) == 1
+    assert recorded_version(again.store) == 2  # layout 1, then migrated
     assert again.registry.customers.get("ann") is not None
 
 
@@ -91,13 +94,13 @@ def test_tables_of_a_newer_tollgate_are_refused_and_nothing_is_written(opener: O
     execute(
         store,
         "CREATE TABLE meter_schema (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
-        "INSERT INTO meter_schema (id, version) VALUES (1, 2)",
+        "INSERT INTO meter_schema (id, version) VALUES (1, 3)",
     )
-    with pytest.raises(SchemaTooNewError, match=r"meter schema 2, this one reads up to 1"):
+    with pytest.raises(SchemaTooNewError, match=r"meter schema 3, this one reads up to 2"):
         Meter(store)
     platform = [a.id for a in acc.platform_accounts()]
     assert store.lookup_accounts(platform) == []
-    assert recorded_version(store) == 2
+    assert recorded_version(store) == 3
     assert not store.read(_has_table("decisions"))
 
 
@@ -114,3 +117,85 @@ def _has_table(name: str) -> Callable[[Any], bool]:
         return bool(cur.fetchone()[0])
 
     return read
+
+
+# --- layout 1 to 2: the outbox keeps each queued event's digest ---------------------------------
+
+
+def queued_on_layout_1(opener: Opener) -> tuple[Meter, list[int]]:
+    """Three usage events queued (one of them claimed by a worker), then the database taken
+    back to layout 1: the outbox without digests and the record saying 1."""
+    meter = used(opener())
+    meter.publish_prices(price_book_from_data(book_data({"f": 3})))
+    meter.purchase("ann", 10**6, "p1", T0)
+    ids = []
+    for i in range(3):
+        d = meter.decide("ann", "f", 5, f"d{i}", T0 + i)
+        ids.append(meter.report_usage("ann", "f", 4, f"u{i}", d.decision_id, T0, T0 + 9).usage.id)
+    meter.tables.write(
+        meter.store, T0 + 10, lambda cur: meter.tables.claim(cur, "w1", T0 + 10, 60 * NS, 1)
+    )
+    execute(
+        meter.store,
+        "ALTER TABLE outbox DROP COLUMN digest",
+        "UPDATE meter_schema SET version = 1 WHERE id = 1",
+    )
+    return meter, ids
+
+
+def outbox(store: Store) -> dict[int, tuple[Any, ...]]:
+    def read(cur: Any) -> dict[int, tuple[Any, ...]]:
+        cur.execute("SELECT * FROM outbox")
+        names = [d[0] for d in cur.description]
+        return {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
+
+    return store.read(read)
+
+
+def test_layout_1_is_migrated_with_each_queued_event_bound_as_it_stands(opener: Opener) -> None:
+    meter, ids = queued_on_layout_1(opener)
+    before = outbox(meter.store)
+    unchecked = audit(meter.store)
+    assert unchecked.ok and unchecked.backlog == 3
+    assert any("NOT checked" in c and "layout 1" in c for c in unchecked.checks)
+
+    migrated = Meter(opener())
+    assert recorded_version(migrated.store) == 2
+    after = outbox(migrated.store)
+    usage = {u.id: u for u in migrated.tables.read(migrated.store, migrated.tables.all_usage)}
+    assert set(after) == set(ids) == set(before)
+    for i in ids:  # the claims as they were, and the digest of the event as it stands
+        assert {k: v for k, v in after[i].items() if k != "digest"} == before[i]
+        assert after[i]["digest"] == usage[i].digest()
+    assert sum(1 for row in after.values() if row["claimed_by"] == "w1") == 1
+    checked = audit(migrated.store)
+    assert checked.ok and "NOT checked" not in " ".join(checked.checks)
+
+    execute(migrated.store, f"UPDATE usage_events SET units = 40 WHERE id = {ids[1]}")
+    assert [p for p in audit(migrated.store).discrepancies if str(ids[1]) in p] == [
+        f"M6: usage {ids[1]} was changed after it was reported (its outbox entry keeps the "
+        "digest of another report)"
+    ]
+
+
+def test_after_the_migration_nothing_is_queued_without_a_digest(opener: Opener) -> None:
+    """What a process still on layout 1 would write: refused by the database."""
+    meter, ids = queued_on_layout_1(opener)
+    Meter(opener())
+    execute(meter.store, f"DELETE FROM outbox WHERE usage_id = {ids[0]}")
+    with pytest.raises(StoreError, match=r"(?i)digest"):
+        execute(
+            meter.store,
+            "INSERT INTO outbox (usage_id, claimed_by, claimed_until, attempts) "
+            f"VALUES ({ids[0]}, NULL, 0, 0)",
+        )
+    assert ids[0] not in outbox(meter.store)
+
+
+def test_an_outbox_entry_whose_event_is_gone_survives_the_migration(opener: Opener) -> None:
+    """Evidence is kept: the audit still names the entry after the upgrade."""
+    meter, ids = queued_on_layout_1(opener)
+    execute(meter.store, f"DELETE FROM usage_events WHERE id = {ids[2]}")
+    migrated = Meter(opener())
+    assert outbox(migrated.store)[ids[2]]["digest"] == 0  # no event has digest 0
+    assert f"M6: outbox entry for absent usage {ids[2]}" in audit(migrated.store).discrepancies
