@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, NamedTuple
 
+from ledger.beside import Pending, beside
 from ledger.core.types import Account, Expiry, PendingStatus, TransferRecord
 from ledger.metering import accounts as acc
 from ledger.metering.accounts import Code
 from ledger.metering.ids import derive_id
 from ledger.metering.records import Monetization, UsageEvent
 from ledger.metering.tables import Allocation, MeterTables, tables_for
-from ledger.store.base import Store
+from ledger.store.base import Snapshot, Store
 from ledger.store.chain import ChainReport
 from specs import ledger as ledger_spec
 from specs import metering as metering_spec
@@ -62,12 +63,19 @@ class AuditReport:
 
 
 @dataclass(slots=True)
-class _Data:
+class _Ledger:
     accounts: list[Account]
     transfers: list[TransferRecord]
     transfer_by_id: dict[int, TransferRecord]
     expiries: list[Expiry]
     failed: frozenset[int]
+    statuses: dict[int, PendingStatus]
+    verify_chain: Callable[[], ChainReport]
+
+
+@dataclass(slots=True)
+class _Data:
+    ledger: _Ledger
     usage: list[UsageEvent]
     monetization: list[Monetization]
     completions: list[tuple[int, int, tuple[int, ...]]]  # decision, usage, transfer ids
@@ -75,8 +83,6 @@ class _Data:
     rejections: int
     outbox: frozenset[int]
     queued_digests: dict[int, int] | None  # None: layout 1, no digests kept
-    chain: ChainReport
-    statuses: dict[int, PendingStatus]
     recorded: dict[int, tuple[int, ...]]  # usage id -> the monetization its completion recorded
 
 
@@ -102,12 +108,20 @@ QUEUED_UNCHECKED = (
 )
 
 
-def audit(store: Store, tables: MeterTables | None = None) -> AuditReport:
+def audit(
+    store: Store, tables: MeterTables | None = None, *, fork: bool | None = None
+) -> AuditReport:
+    """Read everything in one read and check it. The ledger's checks and the hash chain run
+    in a forked child (`ledger.beside`) while this process reads and checks the metering
+    tables, where that is safe and there is a spare core (`fork` None); True or False forces
+    the choice. The report is the same either way."""
     started = time.perf_counter()
     with _collector_paused():
-        data = _load(store, tables or tables_for(store))
-        problems = _ledger_problems(data) + _metering_problems(data)
-        chain = data.chain
+        data, ledger_checks = _load(store, tables or tables_for(store), fork)
+        with ledger_checks:
+            problems = _metering_problems(data)
+            ledger_problems, chain = ledger_checks.result()
+        problems = ledger_problems + problems
         if not chain.ok:
             problems.append(f"hash chain: {chain.problem} at {chain.first_bad}")
         backlog, oldest = _backlog(data)
@@ -139,13 +153,23 @@ def _collector_paused() -> Iterator[None]:
 
 _transfer_id = attrgetter("id")
 
+LedgerChecks = Pending[tuple[list[str], ChainReport]]
 
-def _load(store: Store, tables: MeterTables) -> _Data:
-    def rows(cur: Any) -> tuple[Any, ...]:
+
+def _load(store: Store, tables: MeterTables, fork: bool | None) -> tuple[_Data, LedgerChecks]:
+    """The ledger and the metering tables from one read (a settlement committed in between
+    would otherwise look like a completion naming absent transfers); the ledger's checks are
+    started as soon as the journal is read, beside the reading of the metering tables."""
+
+    started: list[LedgerChecks] = []
+
+    def rows(cur: Any, snapshot: Snapshot) -> tuple[_Ledger, tuple[Any, ...]]:
+        ledger = _split(snapshot)
+        started.append(beside(lambda: (_ledger_problems(ledger), ledger.verify_chain()), fork=fork))
         usage = list(tables.all_usage(cur))
         monetization = list(tables.all_monetization(cur))
         completions = tables.all_completion_keys(cur)
-        return (
+        return ledger, (
             usage,
             monetization,
             completions,
@@ -156,36 +180,35 @@ def _load(store: Store, tables: MeterTables) -> _Data:
             _recorded_charges(cur, tables, usage, monetization, completions),
         )
 
-    # The ledger and the metering tables from one read: a settlement committed in between
-    # would otherwise look like a completion naming absent transfers.
-    ledger, metering = store.snapshot(rows)
+    try:
+        _, (ledger, metering) = store.snapshot(rows)
+    except BaseException:
+        for checks in started:
+            with checks:  # stops the child
+                pass
+        raise
+    return _Data(ledger, *metering), started[0]
+
+
+def _split(snapshot: Snapshot) -> _Ledger:
     accounts: list[Account] = []
     transfers: list[TransferRecord] = []
     expiries: list[Expiry] = []
-    for entry in ledger.journal:
+    for entry in snapshot.journal:
         if isinstance(entry, Account):
             accounts.append(entry)
         elif isinstance(entry, TransferRecord):
             transfers.append(entry)
         else:
             expiries.append(entry)
-    usage, monetization, completions, allocations, rejections, outbox, digests, recorded = metering
-    return _Data(
+    return _Ledger(
         accounts,
         transfers,
         dict(zip(map(_transfer_id, transfers), transfers, strict=True)),
         expiries,
-        ledger.failed,
-        usage,
-        monetization,
-        completions,
-        allocations,
-        rejections,
-        outbox,
-        digests,
-        ledger.chain,
-        ledger.statuses,
-        recorded,
+        snapshot.failed,
+        snapshot.statuses,
+        snapshot.verify_chain,
     )
 
 
@@ -210,7 +233,7 @@ def _recorded_charges(
     return recorded
 
 
-def _ledger_problems(d: _Data) -> list[str]:
+def _ledger_problems(d: _Ledger) -> list[str]:
     problems = [
         f"L1/L7: account {a.id} totals out of bounds or overdrawn"
         for a in d.accounts
@@ -234,9 +257,10 @@ def _ledger_problems(d: _Data) -> list[str]:
 
 
 def _metering_problems(d: _Data) -> list[str]:
-    funding = frozenset(a.id for a in d.accounts if a.code in metering_spec.FUNDING_CODES)
-    write_off = next((a for a in d.accounts if a.id == acc.platform_account(Code.WRITE_OFF)), None)
-    problems = metering_spec.m1_debits_equal_usage(d.monetization, d.transfers, funding)
+    accounts = d.ledger.accounts
+    funding = frozenset(a.id for a in accounts if a.code in metering_spec.FUNDING_CODES)
+    write_off = next((a for a in accounts if a.id == acc.platform_account(Code.WRITE_OFF)), None)
+    problems = metering_spec.m1_debits_equal_usage(d.monetization, d.ledger.transfers, funding)
     settled = [_Settled(decision, usage) for decision, usage, _ in d.completions]
     problems += metering_spec.m2_settled_once(d.usage, d.monetization, settled, derive_id)
     problems += _m3_decisions(d.allocations)
@@ -308,7 +332,7 @@ def _usage_problems(d: _Data, completed: dict[int, tuple[int, tuple[int, ...]]])
 def _settlement_transfer_problems(
     d: _Data, completed: dict[int, tuple[int, tuple[int, ...]]]
 ) -> list[str]:
-    transfers = d.transfer_by_id
+    transfers = d.ledger.transfer_by_id
     priced = {m.id for m in d.monetization}
     problems = []
     for usage_id, (_, ids) in completed.items():
@@ -350,7 +374,7 @@ def _backlog(d: _Data) -> tuple[int, int | None]:
     return len(queued), min(queued, default=None)
 
 
-def _status_problems(d: _Data) -> list[str]:
+def _status_problems(d: _Ledger) -> list[str]:
     """L5: the stored status of every pending transfer is the one its journal implies (a
     status edited back to pending would let it be resolved twice)."""
     derived = ledger_spec.derived_statuses(d.transfers, d.expiries)
@@ -370,9 +394,9 @@ def _counts(d: _Data) -> dict[str, int]:
         "usage_events": len(d.usage),
         "usage_rejections": d.rejections,
         "monetization_events": len(d.monetization),
-        "transfers": len(d.transfers),
-        "accounts": len(d.accounts),
-        "expiries": len(d.expiries),
+        "transfers": len(d.ledger.transfers),
+        "accounts": len(d.ledger.accounts),
+        "expiries": len(d.ledger.expiries),
         "completions": len(d.completions),
         "decisions": len(d.allocations),
     }

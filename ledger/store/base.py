@@ -58,13 +58,14 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """The ledger as one read saw it: the journal in timestamp order (transfers as
-    `TransferRecord`s), its hash chain's verification, the stored status of every pending
-    transfer, and the ids remembered as failed."""
+    `TransferRecord`s), the stored status of every pending transfer, the ids remembered as
+    failed, and `verify_chain`, which checks the hash chain of the journal as read (the stored
+    hashes and head are kept with it), when called: the work can wait, or be done elsewhere."""
 
     journal: list[Account | TransferRecord | Expiry]
-    chain: ChainReport
     statuses: dict[int, PendingStatus]
     failed: frozenset[int]
+    verify_chain: Callable[[], ChainReport]
 
 
 class TxView(Protocol):
@@ -142,21 +143,22 @@ class Store(ABC):
         }
         return {i: s for i, s in found.items() if s is not PendingStatus.NONE}
 
-    def snapshot(self, also: Callable[[Any], T]) -> tuple[Snapshot, T]:
-        """What an audit reads of the ledger, and `also(cursor)` (a function as `read` takes),
-        all from one consistent read where the store can: a check of one against the other
-        then never sees a write that happened in between."""
-        return self.read(
-            lambda cur: (
-                Snapshot(
-                    [_record(e) for e in self.journal()],
-                    self.verify_chain(),
-                    self.statuses(),
-                    self.failed_ids(),
-                ),
-                also(cur),
+    def snapshot(self, also: Callable[[Any, Snapshot], T]) -> tuple[Snapshot, T]:
+        """What an audit reads of the ledger, then `also(cursor, that snapshot)`, all from one
+        consistent read where the store can: a check of one against the other then never sees
+        a write that happened in between."""
+
+        def read(cur: Any) -> tuple[Snapshot, T]:
+            chain = self.verify_chain()
+            ledger = Snapshot(
+                [_record(e) for e in self.journal()],
+                self.statuses(),
+                self.failed_ids(),
+                lambda: chain,
             )
-        )
+            return ledger, also(cur, ledger)
+
+        return self.read(read)
 
     @abstractmethod
     def verify_chain(self) -> ChainReport:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from ledger.core.engine import Changes, Ledger, account_from_row, transfer_from_row
@@ -342,14 +343,15 @@ class SqlStore(Store):
             rows, _ = self._journal_rows(cur, _record)
         return chain.verify(rows, head)
 
-    def snapshot(self, also: Callable[[Cursor], T]) -> tuple[Snapshot, T]:
+    def snapshot(self, also: Callable[[Cursor, Snapshot], T]) -> tuple[Snapshot, T]:
         with self._read_cursor() as cur:
             _, head = self._clock(cur)
             rows, statuses = self._journal_rows(cur, _record)
-            failed = self._failed_ids(cur)
-            extra = also(cur)
-        journal = [entry for entry, _ in rows]
-        return Snapshot(journal, chain.verify(rows, head), statuses, failed), extra
+            journal = [entry for entry, _ in rows]
+            ledger = Snapshot(
+                journal, statuses, self._failed_ids(cur), partial(chain.verify, rows, head)
+            )
+            return ledger, also(cur, ledger)
 
 
 def _record(row: Sequence[int]) -> TransferRecord:

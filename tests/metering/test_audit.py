@@ -14,6 +14,7 @@ database cloned from a template).
 from __future__ import annotations
 
 import gc
+import os
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +40,7 @@ from ledger.store.base import Store, StoreError
 from ledger.store.memory import MemoryStore
 from ledger.store.sql import TRANSFER_COLUMNS
 from ledger.store.sqlite import SqliteStore
+from specs import ledger as ledger_spec
 from specs import metering as metering_spec
 
 from .fixtures import (
@@ -802,3 +804,34 @@ def test_a_queued_usage_changed_is_named_and_never_settled(
     settled = audit(store)
     assert settled.ok and settled.backlog == 0
     assert settled.totals["usage_units"] == EXPECTED_TOTALS["usage_units"] + 2
+
+
+# --- the ledger's checks beside the metering checks --------------------------------------------
+
+
+@pytest.mark.parametrize("case", [transfer_modified, hold_status_modified, usage_modified])
+def test_the_report_is_the_same_with_the_ledger_checks_in_a_child(
+    finished: tuple[Store, Tamper], case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forked or not, the same discrepancies in the same order; and forked, the ledger's checks
+    really ran in another process (a spy puts the pid of the process that ran it in the
+    report)."""
+    store, tamper = finished
+    case(store, tamper)
+    real = ledger_spec.journal_violations
+
+    def spy(*args: Any) -> list[str]:
+        return [f"ran in {os.getpid()}", *real(*args)]
+
+    monkeypatch.setattr(ledger_spec, "journal_violations", spy)
+    forked, here = audit(store, fork=True), audit(store, fork=False)
+    assert f"ran in {os.getpid()}" in here.discrepancies
+    assert f"ran in {os.getpid()}" not in forked.discrepancies
+    assert len(forked.discrepancies) == len(here.discrepancies) > 1
+    plain = [p for p in here.discrepancies if not p.startswith("ran in")]
+    assert [p for p in forked.discrepancies if not p.startswith("ran in")] == plain
+    assert (forked.totals, forked.counts, forked.chain_ok) == (
+        here.totals,
+        here.counts,
+        here.chain_ok,
+    )

@@ -441,12 +441,12 @@ def test_a_snapshot_gives_what_the_separate_reads_give(make_store: MakeStore) ->
     store.apply([move(1, flags=PENDING, timeout=1), move(2, flags=PENDING)], 2 * NS)
     store.apply([Transfer(id=4, pending_id=2, amount=6, flags=POST), move(3, credit=9)], 3 * NS)
     store.apply([move(5)], 5 * NS)  # after transfer 1's timeout: it expires
-    snapshot, also = store.snapshot(lambda cursor: "read with it")
-    assert also == "read with it"
+    snapshot, also = store.snapshot(lambda cursor, ledger: ("read with it", ledger))
+    assert also == ("read with it", snapshot)  # `also` is given the ledger as read
     assert snapshot.journal == [
         transfer_record(e) if isinstance(e, Transfer) else e for e in store.journal()
     ]
-    assert snapshot.chain == store.verify_chain() and snapshot.chain.ok
+    assert snapshot.verify_chain() == store.verify_chain() and snapshot.verify_chain().ok
     assert snapshot.statuses == store.statuses()
     assert snapshot.statuses == {1: PendingStatus.EXPIRED, 2: PendingStatus.POSTED}
     assert snapshot.failed == store.failed_ids() == frozenset({3})
