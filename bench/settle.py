@@ -6,6 +6,9 @@ Prints one JSON object per figure on stdout (shared BENCH conventions):
   settle.postgres.workers1  the same on PostgreSQL, settled by 1 worker process
   settle.postgres.workers4  ... by 4 worker processes sharing the outbox
   audit.rows                rows/s the audit reads and checks on the settled SQLite database
+                            (the ledger's checks in a forked child where the machine has a
+                            second core, as `tollgate audit` runs them)
+  audit.rows.one_process    the same audit with everything in one process (fork=False)
 
 Every usage event belongs to a decision that holds credits (plan: credits only, price 10
 micro-credits per unit); half the events use less than the estimate, a quarter exactly the
@@ -34,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from ledger.beside import can_fork  # noqa: E402
 from ledger.metering import Meter, plan_from_data, price_book_from_data  # noqa: E402
 from ledger.metering.audit import audit  # noqa: E402
 from ledger.metering.settlement import run_worker  # noqa: E402
@@ -109,11 +113,11 @@ def sqlite_run(events: int, directory: Path, run: int) -> tuple[float, dict[str,
     return rate, {"report_s": round(reporting, 3), "settle_s": round(settling, 3)}
 
 
-def audit_rate(path: Path) -> tuple[float, int]:
+def audit_rate(path: Path, fork: bool | None = None) -> tuple[float, int]:
     from ledger.store.sqlite import SqliteStore
 
     store = SqliteStore(path)
-    report = audit(store)
+    report = audit(store, fork=fork)
     assert report.ok, report.discrepancies[:5]
     return report.rows / report.seconds, report.rows
 
@@ -200,17 +204,22 @@ def main() -> None:
                 "python": sys.version.split()[0],
             },
         )
-        audits = [audit_rate(Path(tmp) / f"settle-{run}.db") for run in range(args.runs)]
-        _emit(
-            "audit.rows",
-            statistics.median(a for a, _ in audits),
-            "rows/s",
-            {
-                "rows": audits[0][1],
-                "runs": [round(a) for a, _ in audits],
-                "database": "the settled SQLite files of settle.sqlite",
-            },
-        )
+        for name, fork in (("audit.rows", None), ("audit.rows.one_process", False)):
+            audits = [audit_rate(Path(tmp) / f"settle-{run}.db", fork) for run in range(args.runs)]
+            _emit(
+                name,
+                statistics.median(a for a, _ in audits),
+                "rows/s",
+                {
+                    "rows": audits[0][1],
+                    "runs": [round(a) for a, _ in audits],
+                    "database": "the settled SQLite files of settle.sqlite",
+                    "ledger_checks": (
+                        "in a forked child" if fork is None and can_fork() else "in this process"
+                    ),
+                    "cores": len(os.sched_getaffinity(0)),
+                },
+            )
     if not args.no_postgres:
         postgres_runs(args.pg_events, args.runs)
 
