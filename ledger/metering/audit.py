@@ -113,8 +113,8 @@ def audit(
 ) -> AuditReport:
     """Read everything in one read and check it. The ledger's checks and the hash chain run
     in a forked child (`ledger.beside`) while this process reads and checks the metering
-    tables, where that is safe and there is a spare core (`fork` None); True or False forces
-    the choice. The report is the same either way."""
+    tables, where that is safe, there is a spare core and the journal is long enough to pay
+    for it (`fork` None); True or False forces the choice. The report is the same either way."""
     started = time.perf_counter()
     with _collector_paused():
         data, ledger_checks = _load(store, tables or tables_for(store), fork)
@@ -153,6 +153,10 @@ def _collector_paused() -> Iterator[None]:
 
 _transfer_id = attrgetter("id")
 
+FORK_FROM_ENTRIES = 10_000
+"""A journal this long is checked in a child (when `fork` is None and `ledger.beside` can fork):
+below it, the checks take less than a fork and its copy-on-write faults cost."""
+
 LedgerChecks = Pending[tuple[list[str], ChainReport]]
 
 
@@ -165,7 +169,10 @@ def _load(store: Store, tables: MeterTables, fork: bool | None) -> tuple[_Data, 
 
     def rows(cur: Any, snapshot: Snapshot) -> tuple[_Ledger, tuple[Any, ...]]:
         ledger = _split(snapshot)
-        started.append(beside(lambda: (_ledger_problems(ledger), ledger.verify_chain()), fork=fork))
+        child = fork if fork is not None or len(snapshot.journal) >= FORK_FROM_ENTRIES else False
+        started.append(
+            beside(lambda: (_ledger_problems(ledger), ledger.verify_chain()), fork=child)
+        )
         usage = list(tables.all_usage(cur))
         monetization = list(tables.all_monetization(cur))
         completions = tables.all_completion_keys(cur)

@@ -835,3 +835,22 @@ def test_the_report_is_the_same_with_the_ledger_checks_in_a_child(
         here.counts,
         here.chain_ok,
     )
+
+
+def test_a_short_journal_is_checked_without_a_child(
+    finished: tuple[Store, Tamper], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left to choose, the audit forks only for a journal long enough to pay for it."""
+    import ledger.metering.audit as audit_module
+    from ledger.beside import can_fork
+
+    store, _ = finished
+    real = ledger_spec.journal_violations
+    monkeypatch.setattr(
+        ledger_spec, "journal_violations", lambda *a: [f"ran in {os.getpid()}", *real(*a)]
+    )
+    assert f"ran in {os.getpid()}" in audit(store).discrepancies  # 25 transfers: no child
+    if not can_fork():
+        pytest.skip("this process cannot fork a child now (one core, or other threads)")
+    monkeypatch.setattr(audit_module, "FORK_FROM_ENTRIES", 1)
+    assert f"ran in {os.getpid()}" not in audit(store).discrepancies
