@@ -65,6 +65,7 @@ busy disk (the children keep the default FULL), and the PostgreSQL cluster runs 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -73,7 +74,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -182,9 +185,13 @@ def usage_key(j: int) -> str:
     return f"use-{j}"
 
 
-def set_up(store: Store, workload: Workload, seed: int) -> list[list[Any]]:
+def set_up(
+    store: Store, workload: Workload, seed: int, *, url: str = "", processes: int = 1
+) -> list[list[Any]]:
     """Publish the plan and prices, fund the customers and make every decision on `store`;
-    returns the usage reports to deliver: one per decision, 10% duplicated, shuffled."""
+    returns the usage reports to deliver: one per decision, 10% duplicated, shuffled. With
+    `processes` > 1 the decisions are made by that many processes on `url` (the same
+    database), each for its own customers (a customer's decisions stay in order)."""
     clock = time.time_ns
     meter = Meter(store)
     meter.publish_plan(plan_from_data(PLAN))
@@ -198,18 +205,39 @@ def set_up(store: Store, workload: Workload, seed: int) -> list[list[Any]]:
             meter.grant(person.name, "welcome", person.grant, now + GRANT_LIFETIME_NS, now)
         if person.credits:
             meter.purchase(person.name, person.credits, "initial", clock())
+    wanted = [(j, workload.customers[c].name, e) for j, (c, e, _) in enumerate(workload.decisions)]
+    if processes > 1:
+        parts = [[d for d in wanted if d[0] % processes == k] for k in range(processes)]
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            made = [m for part in pool.map(partial(decide_all, url), parts) for m in part]
+    else:
+        made = decide_all(meter, wanted)
+    decided = {j: (decision_id, now) for j, decision_id, now in made}
     reports: list[list[Any]] = []
-    for j, (c, e, a) in enumerate(workload.decisions):
-        name = workload.customers[c].name
-        decision = meter.decide(name, FEATURE, e, f"decide-{j}", clock())
-        assert decision.allowed, f"decision {j} of {name} was refused: {decision.reasons}"
-        reports.append([name, FEATURE, a, usage_key(j), decision.decision_id, decision.now + 1])
+    for j, (c, _, a) in enumerate(workload.decisions):
+        decision_id, now = decided[j]
+        reports.append([workload.customers[c].name, FEATURE, a, usage_key(j), decision_id, now + 1])
     rng = random.Random(seed + 1)
     reports += [
         list(reports[k]) for k in rng.sample(range(len(reports)), int(len(reports) * DUPLICATES))
     ]
     rng.shuffle(reports)
     return reports
+
+
+def decide_all(on: Meter | str, wanted: list[tuple[int, str, int]]) -> list[tuple[int, int, int]]:
+    """Make each wanted decision (index, customer, estimate) with `on` (a meter, or the URL of
+    a database to open one on); returns (index, decision id, its time) of each."""
+    meter = on if isinstance(on, Meter) else Meter(store_from_url(on))
+    made = []
+    for j, name, e in wanted:
+        decision = meter.decide(name, FEATURE, e, f"decide-{j}", time.time_ns())
+        assert decision.allowed, f"decision {j} of {name} was refused: {decision.reasons}"
+        made.append((j, decision.decision_id, decision.now))
+    if not isinstance(on, Meter):
+        meter.store.close()
+    return made
 
 
 # --- the processes -------------------------------------------------------------------------------
@@ -569,6 +597,7 @@ def campaign(
     idle_exit: float = 4.0,
     report_batch_max: int = 40,
     inside_min: int = 5,
+    set_up_processes: int = 1,
     work_left_min: float = 0.9,
     label: str,
 ) -> None:
@@ -576,7 +605,7 @@ def campaign(
     reporter's share), audit, and compare with the expectations."""
     t0 = time.monotonic()
     workload = make_workload(seed, events, customers)
-    reports = set_up(store, workload, seed)
+    reports = set_up(store, workload, seed, url=url, processes=set_up_processes)
     reports_path = tmp_path / "reports.json"
     reports_path.write_text(json.dumps(reports))
     setup_seconds = time.monotonic() - t0
@@ -667,5 +696,6 @@ def test_settlement_survives_100_kills_postgres(pg_databases: PgDatabases, tmp_p
             customers=500,
             kills=105,
             first_interval=0.3,
+            set_up_processes=2,  # decisions on two connections: the set-up is not under test
             label="PostgreSQL",
         )
