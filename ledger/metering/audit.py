@@ -176,14 +176,15 @@ def _load(store: Store, tables: MeterTables, fork: bool | None) -> tuple[_Data, 
         usage = list(tables.all_usage(cur))
         monetization = list(tables.all_monetization(cur))
         completions = tables.all_completion_keys(cur)
+        digests = tables.outbox_digests(cur)  # one read of the outbox, except on layout 1
         return ledger, (
             usage,
             monetization,
             completions,
             list(tables.all_allocations(cur)),
             tables.rejection_count(cur),
-            tables.outbox_ids(cur),
-            tables.outbox_digests(cur),
+            tables.outbox_ids(cur) if digests is None else frozenset(digests),
+            digests,
             _recorded_charges(cur, tables, usage, monetization, completions),
         )
 

@@ -371,8 +371,8 @@ def _prepare(meter: Meter, view: TxView, usage_ids: Sequence[int], now: int) -> 
     (funds kept current across the batch)."""
     inputs = meter.tables.settlement_inputs(view.cursor, usage_ids)
     for item in inputs:  # never charge for what was not reported
-        changed = item.queued_digest not in (None, item.usage.digest())
-        if changed and not item.settled:
+        queued = item.queued_digest
+        if not item.settled and queued is not None and queued != item.usage.digest():
             raise UsageChangedError(item.usage.id)
     held = [p for _, d, done, _ in inputs if not done for p in d.parts if p.transfer_id]
     statuses = view.pending_statuses([p.transfer_id for p in held])

@@ -70,6 +70,8 @@ SCHEMA = (
         UNIQUE (usage_id, layer))""",
 )
 USAGE_COLUMNS = "id, customer, key, feature, units, occurred_at, decision_id, received_at"
+_U_USAGE_COLUMNS = ", ".join(f"u.{c.strip()}" for c in USAGE_COLUMNS.split(","))
+"""USAGE_COLUMNS of `usage_events u` in a join."""
 MONETIZATION_COLUMNS = (
     "id, usage_id, decision_id, customer, layer, units, price_version, price, amount, account_id"
 )
@@ -570,16 +572,16 @@ class SqlTables:
     def known_usage(
         self, cur: Cursor, keys: Sequence[tuple[str, str]], decision_ids: Sequence[int]
     ) -> list[UsageEvent]:
-        columns = ", ".join(f"u.{c.strip()}" for c in USAGE_COLUMNS.split(","))
         found: dict[int, UsageEvent] = {}
         join = "JOIN usage_events u ON u.customer = v.c AND u.key = v.k"
         for chunk in _chunks(keys):
             if self.skip_locked:  # PostgreSQL: two array parameters
-                sql = f"SELECT {columns} FROM unnest(%s::text[], %s::text[]) AS v(c, k) {join}"
+                pairs = "unnest(%s::text[], %s::text[]) AS v(c, k)"
+                sql = f"SELECT {_U_USAGE_COLUMNS} FROM {pairs} {join}"
                 params: list[Any] = [[c for c, _ in chunk], [k for _, k in chunk]]
             else:
                 values = ", ".join(["(?, ?)"] * len(chunk))
-                sql = f"WITH v(c, k) AS (VALUES {values}) SELECT {columns} FROM v {join}"
+                sql = f"WITH v(c, k) AS (VALUES {values}) SELECT {_U_USAGE_COLUMNS} FROM v {join}"
                 params = [x for pair in chunk for x in pair]
             cur.execute(sql, params)
             found.update((int(r[0]), UsageEvent(*r)) for r in cur.fetchall())
@@ -645,9 +647,8 @@ class SqlTables:
         if not usage_ids:
             return []
         where, params = self._in("u.id", usage_ids)
-        columns = ", ".join(f"u.{c.strip()}" for c in USAGE_COLUMNS.split(","))
         cur.execute(
-            f"SELECT {columns}, d.body, c.decision_id, o.digest FROM usage_events u "
+            f"SELECT {_U_USAGE_COLUMNS}, d.body, c.decision_id, o.digest FROM usage_events u "
             "JOIN decisions d ON d.decision_id = u.decision_id "
             "LEFT JOIN completions c ON c.decision_id = u.decision_id "
             f"LEFT JOIN outbox o ON o.usage_id = u.id WHERE {where}",
@@ -784,10 +785,9 @@ def _outbox_keeps_digests(tables: SqlTables, cur: Cursor) -> None:
         usage_id BIGINT PRIMARY KEY, claimed_by TEXT, claimed_until BIGINT NOT NULL,
         attempts BIGINT NOT NULL, digest BIGINT NOT NULL)"""
     )
-    columns = ", ".join(f"u.{c.strip()}" for c in USAGE_COLUMNS.split(","))
     cur.execute(
-        f"SELECT o.usage_id, o.claimed_by, o.claimed_until, o.attempts, {columns} FROM outbox o "
-        "LEFT JOIN usage_events u ON u.id = o.usage_id"
+        f"SELECT o.usage_id, o.claimed_by, o.claimed_until, o.attempts, {_U_USAGE_COLUMNS} "
+        "FROM outbox o LEFT JOIN usage_events u ON u.id = o.usage_id"
     )
     entries = []
     for usage_id, claimed_by, until, attempts, *usage in cur.fetchall():
