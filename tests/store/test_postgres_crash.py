@@ -202,6 +202,10 @@ def test_sigkilled_writer_loses_nothing_and_applies_nothing_twice(
         f"{sum(1 for _ in ledger.transfers())} transfers, {len(ledger.expiries())} expiries, "
         f"{len(ledger.failed_ids())} failed ids; {time.monotonic() - started:.1f}s"
     )
+    # Not vacuous, with room for a slow machine: the child committed a batch per life on
+    # average, and the kills landed both inside batches and after commits.
     assert tally.kills >= 200
-    assert tally.batches >= 2 * KILLS, "the child hardly got any work done between kills"
+    assert tally.batches >= KILLS, "the child hardly got any work done between kills"
+    assert tally.inside_batch >= KILLS // 10, "too few kills landed inside a batch"
+    assert tally.kills - tally.idle_kills >= KILLS // 4, "too few lives committed anything"
     assert ledger.expiries() and ledger.failed_ids()
