@@ -73,6 +73,19 @@ def write_json(report: ProveReport, path: Path) -> None:
     path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
 
 
+def read_json(path: Path) -> ProveReport:
+    """A report as `write_json` wrote it (the environment is not kept)."""
+    data = json.loads(path.read_text())
+    report = ProveReport(
+        tuple(Outcome.from_json(o) for o in data["obligations"]),
+        tuple(MutantOutcome.from_json(m) for m in data["mutants"]),
+        data["seconds"],
+    )
+    if report.ok != data["ok"]:
+        raise ValueError(f"{path}: 'ok' disagrees with the outcomes")
+    return report
+
+
 def failures(report: ProveReport) -> Sequence[str]:
     """One line per failed obligation or surviving mutant, with its counterexample."""
     lines = [

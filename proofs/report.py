@@ -30,6 +30,17 @@ class Outcome:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outcome:
+        return cls(
+            data["obligation"],
+            data["checker"],
+            data["holds"],
+            data["seconds"],
+            data["detail"],
+            tuple(data["requirement"]),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MutantOutcome:
@@ -53,3 +64,11 @@ class MutantOutcome:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "killed": self.killed}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MutantOutcome:
+        """`killed` is derived from `killed_by`; a report where they disagree was edited."""
+        outcome = cls(data["name"], data["description"], tuple(data["killed_by"]), data["seconds"])
+        if outcome.killed != data["killed"]:
+            raise ValueError(f"mutant {outcome.name}: 'killed' disagrees with 'killed_by'")
+        return outcome

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -60,6 +61,31 @@ def test_prove_fails_when_a_mutant_survives(monkeypatch: pytest.MonkeyPatch) -> 
     result = runner.invoke(app, ["prove", "--mutants"])
     assert result.exit_code == 1
     assert "mutant guard_removed survived" in result.output
+
+
+@pytest.mark.parametrize("holds,killed", [(True, True), (False, True), (True, False)])
+def test_a_written_report_reads_back_the_same(tmp_path: Path, holds: bool, killed: bool) -> None:
+    report = _report(holds, killed)
+    prove.write_json(report, tmp_path / "report.json")
+    assert prove.read_json(tmp_path / "report.json") == report
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda data: data.update(ok=not data["ok"]),
+        lambda data: data["mutants"][0].update(killed=False),
+    ],
+    ids=["ok flipped", "killed flipped"],
+)
+def test_a_report_whose_verdict_was_edited_is_refused(tmp_path: Path, edit: Any) -> None:
+    path = tmp_path / "report.json"
+    prove.write_json(_report(holds=True, killed=True), path)
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="disagrees"):
+        prove.read_json(path)
 
 
 def _commands() -> list[str]:
