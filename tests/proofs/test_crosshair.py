@@ -6,8 +6,8 @@ branch of each kernel step is shown reachable); the output parser turns every fa
 (counterexample, unmet precondition, exception, crash, time-out) into `holds=False`; each seeded
 bug's pattern still occurs exactly once in the source.
 
-Slow (CrossHair itself, about 65 s and 30 s of CPU): every real contract holds within its budget,
-and every seeded twin is refuted.
+Slow (CrossHair itself, read from the session's `tollgate prove --mutants` report; see
+conftest.py): every real contract holds within its budget, and every seeded twin is refuted.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ledger.core.limits import AMOUNT_MAX, TIMESTAMP_MAX_NS
 from ledger.core.ops import TotalMap
 from proofs import crosshair_check as check
 from proofs import crosshair_targets as targets
-from proofs.report import Outcome
+from proofs.report import MutantOutcome, Outcome
 
 TARGETS = check.targets_of()
 CONTRACTS = [c for t in TARGETS for c in t.contracts]
@@ -255,25 +255,19 @@ def test_end_to_end_on_a_scratch_module(tmp_path: Path) -> None:
 # --- CrossHair on the real contracts and on the seeded twins (slow) -----------------------------
 
 
-@pytest.fixture(scope="module")
-def outcomes() -> dict[str, Outcome]:
-    return {o.obligation: o for o in check.run()}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("obligation", OBLIGATIONS)
-def test_real_contract_holds_within_budget(outcomes: dict[str, Outcome], obligation: str) -> None:
-    outcome = outcomes[obligation]
+def test_real_contract_holds_within_budget(proved: dict[str, Outcome], obligation: str) -> None:
+    outcome = proved[obligation]
     assert outcome.holds, f"{obligation}: {outcome.detail}"
     assert outcome.checker == "crosshair" and outcome.requirement
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MUTANT_NAMES)
-def test_seeded_twin_is_refuted(name: str) -> None:
+def test_seeded_twin_is_refuted(seeded: dict[str, MutantOutcome], name: str) -> None:
     mutant = next(m for m in check.MUTANTS if m.name == name)
-    (result,) = check.run_mutants([mutant])
+    result = seeded[f"crosshair.{name}"]
     assert result.killed, f"{name} survived: {result.description}"
-    assert result.name == f"crosshair.{name}"
     assert all(k.startswith(f"crosshair.{mutant.target}.") for k in result.killed_by)
     assert all("counterexample" in k for k in result.killed_by)
