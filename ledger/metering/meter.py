@@ -547,7 +547,7 @@ class Meter:
         )
 
     def _decide(self, r: _Request) -> Decision:
-        self.store.apply([], r.now)  # holds whose timeout has passed release their money first
+        self.store.expire_due(r.now)  # holds whose timeout has passed release their money first
         for _ in range(_ATTEMPTS):
             windows, allowance, money = self.views(r)
             names, rooms = _rooms(r.fp, windows, allowance, money)

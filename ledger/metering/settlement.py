@@ -342,7 +342,7 @@ def _settle_batch(
         meter.refresh()  # grants, customers and plans added by other processes
         # Holds due by `now` expire first, so the funds the batch reads include what they
         # released (the view already reports them expired).
-        meter.store.apply([], now)
+        meter.store.expire_due(now)
         committed_ok = False
         try:
             results = meter.store.transact(now, build)

@@ -105,6 +105,11 @@ class Store(ABC):
         """One write transaction at `now`: `build(view)` reads the current state and returns
         the batch and its `then`; both commit together. `build` may raise `Rollback`."""
 
+    def expire_due(self, now: int) -> None:
+        """Expire the pending transfers due by `now`, releasing what they hold, as an empty
+        batch at `now` does. A store that can tell from a read that none is due writes nothing."""
+        self.apply([], now)
+
     @abstractmethod
     def read(self, fn: Callable[[Any], T]) -> T:
         """`fn(cursor)` in one consistent read transaction (cursor None for the memory store)."""

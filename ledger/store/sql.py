@@ -97,6 +97,25 @@ class SqlStore(Store):
             pass  # the transaction context rolled everything back
         return results
 
+    def expire_due(self, now: int) -> None:
+        """A read first: the write transaction, with its lock on the clock row (and on
+        PostgreSQL a commit to flush), only when a pending transfer is due."""
+        check_batch([], now)
+        if self.read(lambda cur: self._any_due(cur, now)):
+            self.apply([], now)
+
+    def _any_due(self, cur: Cursor, now: int) -> bool:
+        """Whether a batch at `now` would expire a pending transfer: one due by the batch's
+        time, max(now, clock + 1), as `_transact` reckons it."""
+        p = self.placeholder
+        cur.execute(
+            "SELECT 1 FROM transfers WHERE status = 1 AND expires_at <= "
+            f"(SELECT CASE WHEN timestamp + 1 > {p} THEN timestamp + 1 ELSE {p} END "
+            "FROM clock WHERE id = 1) LIMIT 1",
+            (now, now),
+        )
+        return cur.fetchone() is not None
+
     def _apply_in(
         self, cur: Cursor, events: Sequence[Account | Transfer], now: int
     ) -> list[Result]:

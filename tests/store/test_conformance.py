@@ -368,6 +368,70 @@ def test_pending_status_through_the_two_phase_lifecycle(make_store: MakeStore) -
     )
 
 
+def _hold_then_clock(store: Store) -> None:
+    """A hold of 10 made at 2 s with a 1 s timeout (due at 3 s), then a transfer that puts the
+    clock at 3 s less 1 ns: a batch at any `now` is timed at 3 s or later and expires it."""
+    assert store.apply([move(10, flags=PENDING, timeout=1)], 2 * NS) == [R.OK]
+    assert store.apply([move(11, amount=1, debit=3)], 3 * NS - 1) == [R.OK]
+
+
+def _state(store: Store) -> tuple[Any, ...]:
+    return (
+        store.pending_status(10),
+        store.lookup_accounts([1, 2, 3]),
+        list(store.journal()),
+        store.verify_chain(),
+    )
+
+
+@pytest.mark.parametrize("now", [2 * NS, 3 * NS - 1, 3 * NS, 9 * NS], ids=str)
+def test_expire_due_does_what_an_empty_batch_does(make_store: MakeStore, now: int) -> None:
+    """Whether `now` is behind the clock, just before the hold is due or past it."""
+    expired, batch = opened(make_store), opened(make_store)
+    for store in (expired, batch):
+        _hold_then_clock(store)
+    expired.expire_due(now)
+    assert batch.apply([], now) == []
+    assert _state(expired) == _state(batch)
+    assert expired.pending_status(10) is PendingStatus.EXPIRED
+    assert expired.lookup_accounts([1])[0].debits_pending == 0
+
+
+def test_expire_due_leaves_a_hold_not_yet_due(make_store: MakeStore) -> None:
+    store = opened(make_store)
+    assert store.apply([move(10, flags=PENDING, timeout=5)], 2 * NS) == [R.OK]
+    before = _state(store)
+    store.expire_due(6 * NS)
+    assert _state(store) == before
+    assert store.pending_status(10) is PendingStatus.PENDING
+
+
+@pytest.mark.parametrize("make_store", ["sqlite", "postgres"], indirect=True)
+def test_expire_due_opens_a_write_transaction_only_when_a_hold_is_due(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = opened(make_store)
+    assert store.apply([move(10, flags=PENDING, timeout=5)], 2 * NS) == [R.OK]
+    writes: list[int] = []
+    real = store._write_transaction  # type: ignore[attr-defined]
+
+    def counted() -> Any:
+        writes.append(1)
+        return real()
+
+    monkeypatch.setattr(store, "_write_transaction", counted)
+    store.expire_due(6 * NS)
+    assert writes == []
+    store.expire_due(8 * NS)
+    assert writes == [1] and store.pending_status(10) is PendingStatus.EXPIRED
+
+
+def test_expire_due_refuses_a_time_out_of_range(make_store: MakeStore) -> None:
+    store = opened(make_store)
+    with pytest.raises(InvalidTimeError):
+        store.expire_due(-1)
+
+
 def test_account_history_only_for_accounts_with_the_flag(make_store: MakeStore) -> None:
     store = opened(
         make_store,
