@@ -9,6 +9,9 @@ Prints one JSON object per figure on stdout (shared BENCH conventions):
                             (the ledger's checks in a forked child where the machine has a
                             second core, as `tollgate audit` runs them)
   audit.rows.one_process    the same audit with everything in one process (fork=False)
+  decide.holds.sqlite       decisions/s of the preparation below on SQLite (synchronous=NORMAL):
+                            each decision holds credits, in its own write transaction
+  decide.holds.postgres     the same on PostgreSQL (every preparation of both worker counts)
 
 Every usage event belongs to a decision that holds credits (plan: credits only, price 10
 micro-credits per unit); half the events use less than the estimate, a quarter exactly the
@@ -59,8 +62,9 @@ def _clock() -> int:
     return time.time_ns()
 
 
-def prepare(store: Store, events: int) -> list[dict[str, Any]]:
-    """Customers, funds and one decision per usage event; returns the usage reports."""
+def prepare(store: Store, events: int) -> tuple[list[dict[str, Any]], float]:
+    """Customers, funds and one decision per usage event; returns the usage reports and the
+    decisions' rate (decisions/s)."""
     meter = Meter(store)
     plan = {"plan": "bench", "version": 1, "features": {"f": {"layers": [{"kind": "credits"}]}}}
     meter.publish_plan(plan_from_data(plan))
@@ -71,6 +75,7 @@ def prepare(store: Store, events: int) -> list[dict[str, Any]]:
         meter.add_customer(f"c{c}", "bench", _clock())
         meter.purchase(f"c{c}", 10**12, "opening", _clock())
     reports = []
+    started = time.perf_counter()
     for i in range(events):
         customer = f"c{i % CUSTOMERS}"
         d = meter.decide(customer, "f", ESTIMATE, f"d{i}", _clock())
@@ -86,7 +91,7 @@ def prepare(store: Store, events: int) -> list[dict[str, Any]]:
                 "occurred_at": _clock(),
             }
         )
-    return reports
+    return reports, events / (time.perf_counter() - started)
 
 
 def report_all(meter: Meter, reports: list[dict[str, Any]]) -> float:
@@ -97,12 +102,13 @@ def report_all(meter: Meter, reports: list[dict[str, Any]]) -> float:
     return time.perf_counter() - started
 
 
-def sqlite_run(events: int, directory: Path, run: int) -> tuple[float, dict[str, Any]]:
+def sqlite_run(events: int, directory: Path, run: int) -> tuple[float, float, dict[str, Any]]:
+    """(settled events/s, decisions/s of the preparation, the phases' seconds)"""
     from ledger.store.sqlite import SqliteStore
 
     path = directory / f"settle-{run}.db"
     with SqliteStore(path, synchronous="NORMAL") as setup:
-        reports = prepare(setup, events)
+        reports, deciding = prepare(setup, events)
     meter = Meter(SqliteStore(path))
     reporting = report_all(meter, reports)
     started = time.perf_counter()
@@ -110,7 +116,7 @@ def sqlite_run(events: int, directory: Path, run: int) -> tuple[float, dict[str,
     settling = time.perf_counter() - started
     assert stats.settled == events, stats
     rate = events / (reporting + settling)
-    return rate, {"report_s": round(reporting, 3), "settle_s": round(settling, 3)}
+    return rate, deciding, {"report_s": round(reporting, 3), "settle_s": round(settling, 3)}
 
 
 def audit_rate(path: Path, fork: bool | None = None) -> tuple[float, int]:
@@ -126,12 +132,14 @@ def postgres_runs(events: int, runs: int) -> None:
     from ledger.store.postgres import PostgresStore
     from tests.store.postgres_cluster import running_cluster
 
+    holds: list[float] = []
     with running_cluster() as cluster:
         for workers in (1, 4):
             rates, splits = [], []
             for run in range(runs):
                 url = cluster.create_database(f"settle_w{workers}_{run}")
-                reports = prepare(PostgresStore(url), events)
+                reports, deciding = prepare(PostgresStore(url), events)
+                holds.append(deciding)
                 meter = Meter(PostgresStore(url))
                 reporting = report_all(meter, reports)
                 settling = _settle_with_processes(url, workers, events)
@@ -151,6 +159,17 @@ def postgres_runs(events: int, runs: int) -> None:
                     "server": "throwaway PostgreSQL cluster started by the script on loopback",
                 },
             )
+    _emit_holds("postgres", holds, {"decisions": events, "synchronous_commit": "on"})
+
+
+def _emit_holds(kind: str, rates: list[float], params: dict[str, Any]) -> None:
+    what = "decisions that each hold credits (plan: credits only), one write transaction each"
+    _emit(
+        f"decide.holds.{kind}",
+        statistics.median(rates),
+        "decisions/s",
+        {**params, "customers": CUSTOMERS, "runs": [round(r) for r in rates], "what": what},
+    )
 
 
 def _settle_with_processes(url: str, workers: int, events: int) -> float:
@@ -187,7 +206,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         results = [sqlite_run(args.events, Path(tmp), run) for run in range(args.runs)]
-        rates = [r for r, _ in results]
+        rates = [r for r, _, _ in results]
         _emit(
             "settle.sqlite",
             statistics.median(rates),
@@ -196,7 +215,7 @@ def main() -> None:
                 "events": args.events,
                 "customers": CUSTOMERS,
                 "runs": [round(r) for r in rates],
-                "phases": [p for _, p in results],
+                "phases": [p for _, _, p in results],
                 "report_batch": REPORT_BATCH,
                 "claim": CLAIM,
                 "synchronous": "FULL",
@@ -204,6 +223,8 @@ def main() -> None:
                 "python": sys.version.split()[0],
             },
         )
+        holds = [h for _, h, _ in results]
+        _emit_holds("sqlite", holds, {"decisions": args.events, "synchronous": "NORMAL"})
         for name, fork in (("audit.rows", None), ("audit.rows.one_process", False)):
             audits = [audit_rate(Path(tmp) / f"settle-{run}.db", fork) for run in range(args.runs)]
             _emit(
