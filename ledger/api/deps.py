@@ -116,7 +116,32 @@ class Allow:
         if refused is not None:
             raise refused
         assert principal is not None
+        refuse_unknown_query(request)
         return principal
+
+
+def refuse_unknown_query(request: Request) -> None:
+    """A query parameter the endpoint does not take is a 422 naming it, not ignored: a
+    misspelt `limt=10` must not silently mean the default."""
+    if not request.query_params:
+        return
+    names = _query_names(getattr(request.scope.get("route"), "dependant", None))
+    unknown = [name for name in request.query_params if name not in names]
+    if unknown:
+        takes = ", ".join(sorted(names)) or "none"
+        message = f"unknown query parameter {unknown[0]!r} (this endpoint takes: {takes})"
+        loc = ("query", unknown[0] or repr(unknown[0]))
+        raise RequestValidationError([{"type": "extra_forbidden", "loc": loc, "msg": message}])
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters of an endpoint and of everything it depends on."""
+    if dependant is None:
+        return set()
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 def authorise_route(request: Request) -> ApiError | None:

@@ -44,6 +44,7 @@ from ledger.api.deps import (
     OrgPath,
     Service,
     Svc,
+    refuse_unknown_query,
     strict_body,
     the_service,
 )
@@ -95,6 +96,7 @@ async def decide_lean(request: Request) -> Response:
     refused = SERVICE_ONLY.refusal(request)[1]
     if refused is not None:
         raise refused
+    refuse_unknown_query(request)
     body = await strict_body(request, models.DecideIn)
     return await decision_response(the_service(request), body)
 

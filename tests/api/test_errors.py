@@ -100,6 +100,11 @@ INVALID: list[tuple[str, str, str, Any, str]] = [
                                           "prices": {FEATURE: 0.5}}, "prices.codex.task"),
     ("admin", "GET", "/v1/customers/alice/history?limit=0", None, "limit"),
     ("admin", "GET", "/v1/customers/alice/history?cursor=x", None, "cursor"),
+    ("admin", "GET", "/v1/customers/alice/history?limt=5", None, "limt"),
+    ("admin", "GET", "/v1/customers/alice/history?limit=5&=null", None, "''"),
+    ("admin", "GET", "/v1/customers/alice/balances?limit=5", None, "limit"),
+    ("service", "POST", "/v1/decisions?dry_run=1", DECIDE, "dry_run"),
+    ("service", "POST", "/v1/decisions/12345/complete?force=1", {"actual_units": 1}, "force"),
 ]  # fmt: skip
 
 
@@ -114,6 +119,22 @@ def test_invalid_requests_are_422_naming_the_field_and_write_nothing(
     assert error["field"] == field, error
     assert error["code"] in ("invalid_request", "invalid_json")
     assert ledger_snapshot(api.meter) == before
+
+
+def test_an_unknown_query_parameter_is_named_with_what_the_endpoint_takes(api: Api) -> None:
+    response = api.client.get("/v1/customers/alice/history?limt=5", headers=api.as_("admin"))
+    assert response.status_code == 422
+    assert "'limt'" in error_of(response)["message"]
+    assert "takes: cursor, limit" in error_of(response)["message"]
+    known = api.client.get("/v1/customers/alice/history?limit=5", headers=api.as_("admin"))
+    assert known.status_code == 200, known.text
+
+
+def test_an_unknown_query_parameter_is_checked_after_the_key(api: Api) -> None:
+    response = api.client.get("/v1/customers/alice/history?limt=5")
+    assert response.status_code == 401
+    wrong_role = api.client.post("/v1/decisions?x=1", json=DECIDE, headers=api.as_("auditor"))
+    assert wrong_role.status_code == 403
 
 
 def test_malformed_json_is_422_invalid_json(api: Api) -> None:
