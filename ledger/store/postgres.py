@@ -45,6 +45,7 @@ from ledger.store.chain import GENESIS
 from ledger.store.sql import (
     ACCOUNT_COLUMNS,
     APPLICATION,
+    CLOCK_ROW,
     SCHEMA_VERSION,
     TRANSFER_COLUMNS,
     SqlStore,
@@ -236,7 +237,7 @@ class PostgresStore(SqlStore):
     def _write_transaction(self) -> Iterator[Any]:
         try:
             # The one lock every batch takes first: batches queue here, in one order.
-            with self._transaction("SELECT 1 FROM clock WHERE id = 1 FOR UPDATE") as cur:
+            with self._transaction(f"{CLOCK_ROW} FOR UPDATE") as cur:
                 yield cur
         except _RETRYABLE:
             raise  # rolled back; `apply` runs the batch again
@@ -246,24 +247,28 @@ class PostgresStore(SqlStore):
     @contextlib.contextmanager
     def _read_cursor(self) -> Iterator[Any]:
         try:
-            with self._transaction(
-                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-            ) as cur:
+            with self._transaction(None, read_only=True) as cur:
                 yield cur
         except psycopg.Error as exc:
             raise self._failure(exc, "read") from exc
 
     @contextlib.contextmanager
-    def _transaction(self, first_statement: str) -> Iterator[Any]:
+    def _transaction(
+        self, first_statement: str | None, *, read_only: bool = False
+    ) -> Iterator[Any]:
         """A cursor in a new transaction (committed on success, rolled back on any exception)
-        whose first statement has run. A connection found broken before anything of the
+        whose first statement, if any, has run. A read-only one is REPEATABLE READ, set in its
+        BEGIN (no statement of its own). A connection found broken before anything of the
         transaction ran (the server restarted, an idle connection was cut) is replaced once."""
         for attempt in (1, 2):
             conn = self._connection()
             started = False
             try:
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ if read_only else None
+                conn.read_only = read_only or None
                 with conn.transaction(), conn.cursor() as cur:
-                    cur.execute(first_statement)
+                    if first_statement is not None:
+                        cur.execute(first_statement)
                     started = True
                     yield cur
                 return

@@ -50,6 +50,13 @@ E = TypeVar("E", Transfer, TransferRecord)  # how a journal read builds its tran
 Cursor = Any  # a DB-API cursor of the dialect's driver
 
 
+CLOCK_ROW = "SELECT timestamp, head FROM clock WHERE id = 1"
+
+
+def _clock_of(row: Sequence[Any]) -> tuple[int, bytes]:
+    return int(row[0]), bytes(row[1])
+
+
 class SqlStore(Store):
     """A store on a SQL database; subclasses supply the dialect."""
 
@@ -60,7 +67,8 @@ class SqlStore(Store):
     @abstractmethod
     def _write_transaction(self) -> Any:
         """A context manager giving a cursor inside a write transaction that holds the clock
-        row; commits on success, rolls back on any exception."""
+        row, whose last statement read that row (`timestamp, head`: fetch it); commits on
+        success, rolls back on any exception."""
 
     @abstractmethod
     def _read_cursor(self) -> Any:
@@ -86,11 +94,11 @@ class SqlStore(Store):
         results: list[Result] = []
         try:
             with self._write_transaction() as cur:
-                timestamp = self._clock(cur)[0]
-                events, then = build(_View(self, cur, max(now, timestamp + 1)))
+                clock = _clock_of(cur.fetchone())
+                events, then = build(_View(self, cur, max(now, clock[0] + 1)))
                 if not checked:
                     check_batch(events, now)
-                results = self._apply_in(cur, events, now)
+                results = self._apply_in(cur, events, now, clock)
                 if then is not None:
                     then(results, cur)
         except Rollback:
@@ -117,10 +125,11 @@ class SqlStore(Store):
         return cur.fetchone() is not None
 
     def _apply_in(
-        self, cur: Cursor, events: Sequence[Account | Transfer], now: int
+        self, cur: Cursor, events: Sequence[Account | Transfer], now: int, clock: tuple[int, bytes]
     ) -> list[Result]:
-        """Run the core on the rows `events` can read and write back what changed."""
-        timestamp, head = self._clock(cur)
+        """Run the core on the rows `events` can read and write back what changed. `clock` is
+        the clock row as the transaction read it under its lock (only `_persist` writes it)."""
+        timestamp, head = clock
         loaded = self._load(cur, events, max(now, timestamp + 1), timestamp)
         results = loaded.ledger.apply_checked(events, now)
         changes = loaded.ledger.take_changes()
@@ -133,9 +142,8 @@ class SqlStore(Store):
             return fn(cur)
 
     def _clock(self, cur: Cursor) -> tuple[int, bytes]:
-        cur.execute("SELECT timestamp, head FROM clock WHERE id = 1")
-        timestamp, head = cur.fetchone()
-        return int(timestamp), bytes(head)
+        cur.execute(CLOCK_ROW)
+        return _clock_of(cur.fetchone())
 
     def _load(
         self, cur: Cursor, events: Sequence[Account | Transfer], cutoff: int, timestamp: int

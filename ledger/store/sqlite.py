@@ -22,7 +22,7 @@ from ledger.store.base import (
     StoreUnavailableError,
 )
 from ledger.store.chain import GENESIS
-from ledger.store.sql import SCHEMA_VERSION, SqlStore
+from ledger.store.sql import CLOCK_ROW, SCHEMA_VERSION, SqlStore
 
 APPLICATION_ID = 0x546F6C6C  # "Toll"
 _MAX_PARAMETERS = 30_000  # below SQLite's default limit of 32,766 host parameters
@@ -116,6 +116,7 @@ class SqliteStore(SqlStore):
         cur = self._cursor()
         try:
             cur.execute("BEGIN IMMEDIATE")
+            cur.execute(CLOCK_ROW)
             yield cur
             cur.execute("COMMIT")
         except sqlite3.Error as exc:

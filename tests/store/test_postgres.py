@@ -520,6 +520,33 @@ def test_a_connection_cut_while_idle_is_replaced(
         assert store.verify_chain().ok
 
 
+def _modes(cur: Any) -> tuple[str, str]:
+    cur.execute("SELECT current_setting('transaction_isolation'), "
+                "current_setting('transaction_read_only')")  # fmt: skip
+    isolation, read_only = cur.fetchone()
+    return str(isolation), str(read_only)
+
+
+def test_reads_are_repeatable_read_only_and_batches_read_committed(
+    postgres_database: NewDatabase,
+) -> None:
+    """The audit's snapshot relies on a read seeing one snapshot; a batch must be writable
+    whatever read ran on the connection before it."""
+    seen: list[tuple[str, str]] = []
+
+    def build(view: Any) -> tuple[list[Any], None]:
+        seen.append(_modes(view.cursor))
+        return [], None
+
+    with PostgresStore(postgres_database()) as store:
+        store.apply(opening(1, 2), NS)
+        assert store.read(_modes) == ("repeatable read", "on")
+        store.transact(2 * NS, build)
+        assert seen == [("read committed", "off")]
+        assert store.read(_modes) == ("repeatable read", "on")
+        assert store.apply([move(10, 1, 2, 5)], 3 * NS) == [Result.OK]
+
+
 def test_a_connection_lost_inside_a_batch_raises_store_unavailable(
     postgres_database: NewDatabase, postgres_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
