@@ -132,9 +132,9 @@ def _check_request(q: DecideRequest) -> None:
 
 @dataclasses.dataclass(slots=True)
 class _Batch:
-    """A `decide_many` batch: decisions known under its keys (read up front on a shared
-    database, or made in the batch), the customers' latest times, and the decisions made but
-    not yet written."""
+    """A `decide_many` batch (on a shared database `decide` makes a batch of one): decisions
+    known under its keys (read up front on a shared database, or made in the batch), the
+    customers' latest times, and the decisions made but not yet written."""
 
     earlier: dict[tuple[str, str], Decision]
     latest: dict[str, int]
@@ -368,7 +368,15 @@ class Meter:
         request = DecideRequest(customer, feature, units, key, now, timeout)
         _check_request(request)
         with self._lock:
-            return self._decide_one(request, None)
+            if not self._shared:
+                return self._decide_one(request, None)
+            # A batch of one: the earlier decision and the latest time in one read.
+            batch = self._batch_for([request])
+            decision = self._decide_one(request, batch)
+            failed = self._record_batch(batch)
+        if failed is not None:
+            raise failed
+        return decision
 
     def decide_many(self, requests: Sequence[DecideRequest]) -> list[Decision | Exception]:
         """Each request decided in order as `decide` would decide it, with what `decide` would
@@ -431,7 +439,7 @@ class Meter:
         elif not holds:
             self._record_decisions([(request, decision)])
         record.last_seen = at
-        if self._shared and (holds or batch is None):
+        if self._shared and holds:  # the others once the batch is written
             self.registry.put_decision(decision)  # a cache in front of the SQL tables
         return decision
 
@@ -458,6 +466,8 @@ class Meter:
         pairs = [(q.customer, q.key) for q in requests if isinstance(q.customer, str)]
         cached = self.registry.decisions
         wanted = [pair for pair in pairs if pair not in cached]
+        if not wanted and len(pairs) == len(requests):  # all replays: no time is needed
+            return _Batch({pair: cached[pair] for pair in pairs}, {})
 
         def read(cur: Cursor) -> tuple[dict[tuple[str, str], Decision], dict[str, int]]:
             customers = sorted({c for c, _ in pairs})
@@ -485,10 +495,8 @@ class Meter:
         customer never runs backwards, whichever node's clock stamps the request."""
         if not self._shared:
             return self.tables.latest(None, customer)
-        if batch is not None:
-            return batch.latest.get(customer, 0)
-        latest: int = self.tables.read(self.store, lambda cur: self.tables.latest(cur, customer))
-        return latest
+        assert batch is not None, "on a shared database the times are read up front"
+        return batch.latest.get(customer, 0)
 
     def _give_back(self, r: _Request, decision: Decision) -> None:
         """Release what a decision that could not be recorded took from windows and allowance."""
@@ -499,14 +507,8 @@ class Meter:
         """A decision made with this key before, here or (sharing the database) elsewhere."""
         if batch is not None and (self._shared or (customer, key) in batch.earlier):
             return batch.earlier.get((customer, key))  # read up front, or made in this batch
-        if not self._shared:
-            return self.tables.decision_by_key(None, customer, key)
-        found = self.registry.decisions.get((customer, key))
-        if found is None:
-            found = self.tables.read(
-                self.store, lambda cur: self.tables.decision_by_key(cur, customer, key)
-            )
-        return found
+        assert not self._shared, "on a shared database the earlier decisions are read up front"
+        return self.tables.decision_by_key(None, customer, key)
 
     def decision(self, decision_id: int) -> Decision | None:
         """The decision with this id, if one was made."""

@@ -159,3 +159,41 @@ def test_a_malformed_request_is_refused_alone(stores: tuple[Store, Store]) -> No
     got = meter.decide_many(requests)
     assert [type(r) for r in got] == [Decision, InvalidRequestError, Decision]
     assert getattr(got[1], "field", None) == "idempotency_key"
+
+
+def test_on_a_shared_database_decide_reads_what_it_needs_in_one_transaction(
+    tmp_path: Path,
+) -> None:
+    """The decision made earlier under the key and the customer's latest time: one read
+    transaction for a new decision (a batch of one), none for a replay the cache holds."""
+    with SqliteStore(tmp_path / "shared.db", synchronous="NORMAL") as store:
+        meter = _meter(store)
+        reads: list[int] = []
+        read = meter.tables.read
+
+        def counting(store: Store, fn: Any) -> Any:
+            reads.append(1)
+            return read(store, fn)
+
+        meter.tables.read = counting  # type: ignore[method-assign]
+        first = meter.decide("alice", F, 1, "k1", T0 + 1)
+        assert first.allowed and len(reads) == 1
+        assert meter.decide("alice", F, 1, "k1", T0 + 2) == first and len(reads) == 1
+        later = meter.decide("alice", F, 1, "k2", T0 + 3)
+        assert later.allowed and later != first and len(reads) == 2
+
+
+def test_a_decision_that_cannot_be_recorded_raises_and_takes_nothing(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "shared.db", synchronous="NORMAL") as store:
+        meter = _meter(store)
+
+        def failing(cur: Any, ds: Any) -> None:
+            raise OSError("disk full")
+
+        meter.tables.put_decisions = failing  # type: ignore[method-assign]
+        with pytest.raises(OSError, match="disk full"):
+            meter.decide("alice", F, 1, "k1", T0 + 1)
+        assert meter.windows.used([(f"alice|{F}|5h", 5 * HOUR)], T0 + 2) == [0]
+        del meter.tables.put_decisions
+        assert meter.decide("alice", F, 1, "k1", T0 + 3).allowed
+        assert meter.windows.used([(f"alice|{F}|5h", 5 * HOUR)], T0 + 4) == [1]
