@@ -453,7 +453,10 @@ class Campaign:
             since, at = self.going
             remaining = (now - since) * (1 - done) / (done - at)
             mean = remaining / (1.5 * left)
-        mean = min(max(mean, 0.02), 3.0)
+        # A projection made while start-up still slows the work overestimates what is left:
+        # never wait on average more than twice the first interval, or the kills can outlast
+        # the work.
+        mean = min(max(mean, 0.02), 3.0, 2 * self.first_interval)
         return self.rng.uniform(0, 2 * mean)
 
     def run(self) -> Tally:
