@@ -139,7 +139,7 @@ class Book:
         entry[0] += units
         entry[1] += 0 if free else units * self.d.price
 
-    def completion(self, actual: int, usage_id: int = 0) -> Completion:
+    def completion(self, actual: int, usage_id: int = 0, settled_at: int = 0) -> Completion:
         charges = tuple(
             Charge(layer, u, amount, self.ids[layer], account)
             for layer, (u, amount, account) in self._charges.items()
@@ -154,4 +154,5 @@ class Book:
             released_amount=self.released_amount,
             written_off=self.written_off,
             transfer_ids=tuple(e.id for e in self.events),
+            settled_at=settled_at,
         )

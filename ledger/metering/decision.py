@@ -110,6 +110,7 @@ class Completion:
     released_amount: int = 0
     written_off: int = 0
     transfer_ids: tuple[int, ...] = field(default=())
+    settled_at: int = 0  # ns the settlement ran at; 0 when recorded before it was kept
 
     @property
     def charged(self) -> int:

@@ -132,6 +132,7 @@ def completion_to_json(c: Completion) -> str:
         "released_amount": c.released_amount,
         "written_off": c.written_off,
         "transfer_ids": list(c.transfer_ids),
+        "settled_at": c.settled_at,
     }
     return _compact(body)
 

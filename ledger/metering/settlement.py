@@ -333,7 +333,7 @@ def _settle_batch(
         rows: list[Monetization] = []
         for item in settling:
             if item.book is not None:
-                completion = item.book.completion(item.usage.units, item.usage.id)
+                completion = item.book.completion(item.usage.units, item.usage.id, now)
                 committed.append(completion)
                 rows += _monetization(item, completion)
         meter.tables.record_settlements(cur, [i.usage.id for i in settling], committed, rows)

@@ -23,11 +23,13 @@ from ledger.store.base import SchemaTooNewError, Store
 
 Cursor = Any
 
-METER_SCHEMA_VERSION = 2
+METER_SCHEMA_VERSION = 3
 """The layout of the tables below. A database records the layout it has in `meter_schema`;
 a database written before the record existed has layout 1. `SCHEMA` creates layout 1 and
 `_MIGRATIONS` takes it, step by step, to this one (a new database goes the same way).
-Layout 2: each outbox entry keeps the digest of its usage event as reported."""
+Layout 2: each outbox entry keeps the digest of its usage event as reported.
+Layout 3: each completion keeps the time it was settled at (`settled_at`, 0 for those settled
+before)."""
 
 _VERSION_TABLE = (
     """CREATE TABLE IF NOT EXISTS meter_schema (
@@ -524,8 +526,9 @@ class SqlTables:
     def _insert_completions(self, cur: Cursor, completions: Sequence[Completion]) -> None:
         cur.executemany(
             self._q(
-                "INSERT INTO completions (decision_id, usage_id, actual_units, transfers, body) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+                "INSERT INTO completions "
+                "(decision_id, usage_id, actual_units, transfers, body, settled_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
             ),
             [
                 (
@@ -534,6 +537,7 @@ class SqlTables:
                     c.actual_units,
                     _joined(c.transfer_ids),
                     completion_to_json(c),
+                    c.settled_at,
                 )
                 for c in completions
             ],
@@ -806,7 +810,16 @@ def _outbox_keeps_digests(tables: SqlTables, cur: Cursor) -> None:
     cur.execute("ALTER TABLE outbox_2 RENAME TO outbox")
 
 
-_MIGRATIONS: dict[int, Callable[[SqlTables, Cursor], None]] = {2: _outbox_keeps_digests}
+def _completions_keep_settled_at(tables: SqlTables, cur: Cursor) -> None:
+    """Layout 3: completions keep the time they were settled at, so that a meter restarted on
+    the database can rebuild its windows (0 for those settled before: their time is unknown)."""
+    cur.execute("ALTER TABLE completions ADD COLUMN settled_at BIGINT NOT NULL DEFAULT 0")
+
+
+_MIGRATIONS: dict[int, Callable[[SqlTables, Cursor], None]] = {
+    2: _outbox_keeps_digests,
+    3: _completions_keep_settled_at,
+}
 
 
 def tables_for(store: Store) -> MeterTables:

@@ -2,7 +2,8 @@
 database whose metering tables a newer Tollgate wrote is refused with nothing written, a
 database written before the record existed is taken as layout 1, and a database of layout 1 is
 taken to layout 2 (outbox entries keep their usage event's digest) when a `Meter` opens it, with
-every queued event bound as it stands. On SQLite and PostgreSQL."""
+every queued event bound as it stands, then to layout 3 (completions keep the time they were
+settled at; 0 for those settled before). On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -76,16 +77,21 @@ def used(store: Store) -> Meter:
 
 def test_a_new_database_records_the_layout_and_opens_again(opener: Opener) -> None:
     meter = used(opener())
-    assert recorded_version(meter.store) == METER_SCHEMA_VERSION == 2
+    assert recorded_version(meter.store) == METER_SCHEMA_VERSION == 3
     again = Meter(opener())
     assert again.registry.customers.get("ann") is not None
 
 
 def test_a_database_from_before_the_record_is_taken_as_layout_1(opener: Opener) -> None:
     used(opener())
-    execute(opener(), "DROP TABLE meter_schema", "ALTER TABLE outbox DROP COLUMN digest")
+    execute(
+        opener(),
+        "DROP TABLE meter_schema",
+        "ALTER TABLE outbox DROP COLUMN digest",
+        "ALTER TABLE completions DROP COLUMN settled_at",
+    )
     again = Meter(opener())
-    assert recorded_version(again.store) == 2  # layout 1, then migrated
+    assert recorded_version(again.store) == 3  # layout 1, then migrated
     assert again.registry.customers.get("ann") is not None
 
 
@@ -94,13 +100,13 @@ def test_tables_of_a_newer_tollgate_are_refused_and_nothing_is_written(opener: O
     execute(
         store,
         "CREATE TABLE meter_schema (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
-        "INSERT INTO meter_schema (id, version) VALUES (1, 3)",
+        "INSERT INTO meter_schema (id, version) VALUES (1, 4)",
     )
-    with pytest.raises(SchemaTooNewError, match=r"meter schema 3, this one reads up to 2"):
+    with pytest.raises(SchemaTooNewError, match=r"meter schema 4, this one reads up to 3"):
         Meter(store)
     platform = [a.id for a in acc.platform_accounts()]
     assert store.lookup_accounts(platform) == []
-    assert recorded_version(store) == 3
+    assert recorded_version(store) == 4
     assert not store.read(_has_table("decisions"))
 
 
@@ -138,6 +144,7 @@ def queued_on_layout_1(opener: Opener) -> tuple[Meter, list[int]]:
     execute(
         meter.store,
         "ALTER TABLE outbox DROP COLUMN digest",
+        "ALTER TABLE completions DROP COLUMN settled_at",
         "UPDATE meter_schema SET version = 1 WHERE id = 1",
     )
     return meter, ids
@@ -160,7 +167,7 @@ def test_layout_1_is_migrated_with_each_queued_event_bound_as_it_stands(opener: 
     assert any("NOT checked" in c and "layout 1" in c for c in unchecked.checks)
 
     migrated = Meter(opener())
-    assert recorded_version(migrated.store) == 2
+    assert recorded_version(migrated.store) == 3
     after = outbox(migrated.store)
     usage = {u.id: u for u in migrated.tables.read(migrated.store, migrated.tables.all_usage)}
     assert set(after) == set(ids) == set(before)
@@ -199,3 +206,34 @@ def test_an_outbox_entry_whose_event_is_gone_survives_the_migration(opener: Open
     migrated = Meter(opener())
     assert outbox(migrated.store)[ids[2]]["digest"] == 0  # no event has digest 0
     assert f"M6: outbox entry for absent usage {ids[2]}" in audit(migrated.store).discrepancies
+
+
+# --- layout 2 to 3: completions keep the time they were settled at ------------------------------
+
+
+def completion_times(store: Store) -> dict[int, int]:
+    def read(cur: Any) -> dict[int, int]:
+        cur.execute("SELECT decision_id, settled_at FROM completions")
+        return {int(d): int(at) for d, at in cur.fetchall()}
+
+    return store.read(read)
+
+
+def test_layout_2_is_migrated_with_earlier_completions_at_0(opener: Opener) -> None:
+    meter = used(opener())
+    meter.publish_prices(price_book_from_data(book_data({"f": 3})))
+    meter.purchase("ann", 10**6, "p1", T0)
+    first = meter.decide("ann", "f", 5, "d1", T0)
+    meter.complete(first.decision_id, 4, T0 + NS)
+    execute(
+        meter.store,
+        "ALTER TABLE completions DROP COLUMN settled_at",
+        "UPDATE meter_schema SET version = 2 WHERE id = 1",
+    )
+    migrated = Meter(opener())
+    assert recorded_version(migrated.store) == 3
+    assert completion_times(migrated.store) == {first.decision_id: 0}
+    second = migrated.decide("ann", "f", 5, "d2", T0 + 2 * NS)
+    migrated.complete(second.decision_id, 5, T0 + 3 * NS)
+    assert completion_times(migrated.store)[second.decision_id] == T0 + 3 * NS
+    assert audit(migrated.store).ok
