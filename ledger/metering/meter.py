@@ -45,6 +45,7 @@ from ledger.metering.registry import (
     org_from_json,
     record_json,
 )
+from ledger.metering.restore import restore_windows
 from ledger.metering.tables import Cursor, MemoryTables, tables_for
 from ledger.metering.terms import Terms, compile_terms, locked_terms
 from ledger.metering.waterfall import (
@@ -145,7 +146,9 @@ class Meter:
     """Decisions and completions for the customers of one deployment.
 
     `store` holds the money (any `Store`); `windows` the rate windows and allowances
-    (`MemoryWindows` by default, `RedisWindows` to share them between processes).
+    (`RedisWindows` to share them between processes, used as given). Without `windows` the
+    meter keeps its own `MemoryWindows` and starts them from what the tables recorded
+    (`ledger.metering.restore`), so a restarted process still counts what was taken.
     """
 
     def __init__(self, store: Store, windows: WindowStore | None = None) -> None:
@@ -158,6 +161,9 @@ class Meter:
         self._lock = threading.RLock()
         self._apply(acc.platform_accounts(), 0, lambda cur: self.tables.setup(cur))
         self.reload()
+        if windows is None:  # windows of its own: start them from what the tables recorded
+            assert isinstance(self.windows, MemoryWindows)
+            restore_windows(self, self.windows)
 
     def reload(self) -> None:
         """Read the registry (plans, prices, customers, organisations, grants) from the tables:
@@ -807,6 +813,19 @@ class Meter:
         if takes and not self.windows.take(f"{r.decision_id}:excess", takes, r.now)[0]:
             return None
         return takes
+
+    def free_takes(self, d: Decision, now: int, units: dict[str, int]) -> list[WindowTake]:
+        """The window and allowance takes of `units` (by layer: "windows", "allowance") of
+        decision `d`'s feature and plan version at `now`."""
+        r = self.request_for(d, now)
+        windows: list[WindowView] = []
+        allowance: AllowanceView | None = None
+        for layer in r.fp.layers:
+            if isinstance(layer, WindowsLayer) and units.get("windows"):
+                windows = self._window_views(r)
+            elif isinstance(layer, AllowanceLayer) and units.get("allowance"):
+                allowance = self._allowance_view(r, layer)
+        return _takes(windows, units.get("windows", 0), allowance, units.get("allowance", 0))
 
     def release_excess(self, decision_id: int, takes: list[WindowTake]) -> None:
         """Give back an excess's takes whose settlement did not commit."""

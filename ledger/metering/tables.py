@@ -109,6 +109,10 @@ class MeterTables(Protocol):
     def decision_by_id(self, cur: Cursor, decision_id: int) -> Decision | None: ...
     def put_completion(self, cur: Cursor, c: Completion) -> None: ...
     def completion(self, cur: Cursor, decision_id: int) -> Completion | None: ...
+    def window_history(self, cur: Cursor, horizon: int) -> list[tuple[Decision, Completion | None]]:
+        """The allowed decisions made, or settled, within `horizon` ns of the latest decision,
+        each with its completion (None: not settled), oldest decision first."""
+
     def decision_heads(self, cur: Cursor, ids: Sequence[int]) -> dict[int, tuple[str, str, bool]]:
         """(customer, feature, allowed) of each decision among `ids` that exists."""
 
@@ -273,6 +277,15 @@ class MemoryTables:
 
     def completion(self, cur: Cursor, decision_id: int) -> Completion | None:
         return self.completions.get(decision_id)
+
+    def window_history(self, cur: Cursor, horizon: int) -> list[tuple[Decision, Completion | None]]:
+        since = max(self.latest_at.values(), default=0) - horizon
+        found = []
+        for d in map(unpack_decision, self._decided):
+            c = self.completions.get(d.decision_id)
+            if d.allowed and (d.now > since or (c is not None and c.settled_at > since)):
+                found.append((d, c))
+        return sorted(found, key=lambda dc: (dc[0].now, dc[0].decision_id))
 
     def decision_heads(self, cur: Cursor, ids: Sequence[int]) -> dict[int, tuple[str, str, bool]]:
         found = {i: self.decision_by_id(cur, i) for i in ids}
@@ -547,6 +560,23 @@ class SqlTables:
         cur.execute(self._q("SELECT body FROM completions WHERE decision_id = ?"), (decision_id,))
         row = cur.fetchone()
         return None if row is None else completion_from_json(row[0])
+
+    def window_history(self, cur: Cursor, horizon: int) -> list[tuple[Decision, Completion | None]]:
+        cur.execute("SELECT MAX(now) FROM decisions")
+        since = int(cur.fetchone()[0] or 0) - horizon
+        cur.execute(
+            self._q(
+                "SELECT d.body, c.body FROM decisions d "
+                "LEFT JOIN completions c ON c.decision_id = d.decision_id "
+                "WHERE d.allowed = 1 AND (d.now > ? OR c.settled_at > ?) "
+                "ORDER BY d.now, d.decision_id"
+            ),
+            (since, since),
+        )
+        return [
+            (decision_from_json(d), None if c is None else completion_from_json(c))
+            for d, c in cur.fetchall()
+        ]
 
     def decision_heads(self, cur: Cursor, ids: Sequence[int]) -> dict[int, tuple[str, str, bool]]:
         found: dict[int, tuple[str, str, bool]] = {}

@@ -70,6 +70,22 @@ class _Log:
         return units - self.released.get(token, 0) if units else 0
 
 
+def _insert(log: _Log, token: str, units: int, now: int) -> None:
+    entry = (now, units, token)
+    entries = log.entries
+    if entries and now < entries[-1][0]:
+        # An earlier time than the newest entry (another node's clock): keep time order.
+        at = len(entries)
+        while at and entries[at - 1][0] > now:
+            at -= 1
+        entries.insert(at, entry)
+    else:
+        entries.append(entry)
+    log.at[token] = now
+    log.units[token] = units
+    log.total += units
+
+
 class MemoryWindows:
     """Windows in this process's memory (one process; not shared, not durable)."""
 
@@ -109,20 +125,19 @@ class MemoryWindows:
 
     @staticmethod
     def _record(log: _Log, token: str, t: WindowTake, now: int) -> None:
-        entry = (now, t.units, token)
-        entries = log.entries
-        if entries and now < entries[-1][0]:
-            # An earlier time than the newest entry (another node's clock): keep time order.
-            at = len(entries)
-            while at and entries[at - 1][0] > now:
-                at -= 1
-            entries.insert(at, entry)
-        else:
-            entries.append(entry)
-        log.at[token] = now
-        log.units[token] = t.units
-        log.total += t.units
+        _insert(log, token, t.units, now)
         assert log.total <= t.limit  # M5
+
+    def restore(self, token: str, takes: Sequence[WindowTake], at: int) -> None:
+        """Record `takes` under `token` as taken at `at`, as recorded decisions took them:
+        without checking the limits (a limit lowered since keeps what was taken under the
+        old one) and without evicting. For a meter rebuilding its windows on start."""
+        for t in takes:
+            log = self._logs.get(t.key)
+            if log is None:
+                log = self._logs[t.key] = _Log()
+            if t.units and token not in log.at:
+                _insert(log, token, t.units, at)
 
     def entries(self, key: str, length_ns: int, now: int) -> list[tuple[int, int]]:
         log = self._log(key, length_ns, now)

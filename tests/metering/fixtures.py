@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from ledger.core.types import Account
 from ledger.metering import Meter, plan_from_data, price_book_from_data
@@ -96,6 +99,38 @@ def fresh_store() -> Store:
     if not directory:
         return MemoryStore()
     return SqliteStore(Path(directory) / f"{uuid.uuid4().hex}.db", synchronous="NORMAL")
+
+
+Opener = Callable[[], Store]
+
+
+@contextmanager
+def reopener(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """A function that opens one database again at each call, as a restarted process would:
+    `kind` "memory" (the same `MemoryStore`), "sqlite" (a file in `tmp_path`) or "postgres"
+    (a database of the session's cluster; needs the `pg_databases` fixture imported into the
+    test module). Every store opened is closed at the end."""
+    opened: list[Store] = []
+    url = request.getfixturevalue("pg_databases").create()[1] if kind == "postgres" else ""
+
+    def make() -> Store:
+        if kind == "memory" and opened:
+            return opened[0]  # its tables outlive every meter made on it
+        if kind == "postgres":
+            from ledger.store.postgres import PostgresStore
+
+            opened.append(PostgresStore(url))
+        elif kind == "sqlite":
+            opened.append(SqliteStore(tmp_path / "meter.db", synchronous="NORMAL"))
+        else:
+            opened.append(MemoryStore())
+        return opened[-1]
+
+    try:
+        yield make
+    finally:
+        for store in opened:
+            store.close()
 
 
 def make_meter(

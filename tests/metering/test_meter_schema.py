@@ -19,39 +19,18 @@ from ledger.metering import accounts as acc
 from ledger.metering.audit import audit
 from ledger.metering.tables import METER_SCHEMA_VERSION
 from ledger.store.base import SchemaTooNewError, Store, StoreError
-from ledger.store.sqlite import SqliteStore
 
-from .fixtures import CREDITS, NS, T0, book_data, feature, plan_data
-from .pg import PgDatabases, pg_cluster, pg_databases
+from .fixtures import CREDITS, NS, T0, Opener, book_data, feature, plan_data, reopener
+from .pg import pg_cluster, pg_databases
 
 __all__ = ["pg_cluster", "pg_databases"]  # fixtures used by this module
-
-Opener = Callable[[], Store]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """Opens a new store on one database each time it is called (all closed at the end)."""
-    opened: list[Store] = []
-    if request.param == "sqlite":
-        path = tmp_path / "meter.db"
-
-        def make() -> Store:
-            opened.append(SqliteStore(path, synchronous="NORMAL"))
-            return opened[-1]
-    else:
-        from ledger.store.postgres import PostgresStore
-
-        databases: PgDatabases = request.getfixturevalue("pg_databases")
-        _, url = databases.create()
-
-        def make() -> Store:
-            opened.append(PostgresStore(url))
-            return opened[-1]
-
-    yield make
-    for store in opened:
-        store.close()
+    with reopener(request.param, request, tmp_path) as make:
+        yield make
 
 
 def execute(store: Store, *statements: str) -> None:
