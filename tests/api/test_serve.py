@@ -5,7 +5,8 @@ server's background worker, balances, history, audit, metrics), checking every n
 
 Once on SQLite with windows in the server's memory, once on PostgreSQL with Redis windows
 (a throwaway cluster and redis-server on loopback; skipped where their binaries are missing,
-failed under CI=true).
+failed under CI=true). And a server on SQLite killed with SIGKILL: restarted, its memory windows
+still count what was taken before.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from tests.store.postgres_cluster import (
     start_cluster,
 )
 
-from .helpers import DAY_NS, FEATURE, PLAN, PRICES, bearer
+from .helpers import DAY_NS, FEATURE, PLAN, PRICE, PRICES, bearer
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 30.0
@@ -306,6 +307,28 @@ def test_serve_on_sqlite_end_to_end(tmp_path: Path) -> None:
         admin = httpx.Client(base_url=base, headers=bearer(admin_key))
         assert ok(admin.get("/v1/customers/alice/balances"))["total"] == 135_000
         assert ok(admin.get("/v1/audit"))["ok"] is True
+        stop(process)
+
+
+def test_a_killed_server_still_counts_what_its_windows_took(tmp_path: Path) -> None:
+    """SIGKILL, no shutdown at all: the restarted server rebuilds its memory windows from the
+    database, so the 5-hour window still holds the 70 units taken before the crash."""
+    db_url = f"sqlite:///{tmp_path / 'tollgate.db'}"
+    admin_key, service_key = create_key(db_url, "admin"), create_key(db_url, "service")
+    with served(db_url) as (base, process):
+        admin = Flow(base, admin_key).admin
+        ok(admin.post("/v1/plans", json=PLAN))
+        ok(admin.post("/v1/price-books", json=PRICES))
+        ok(admin.post("/v1/customers", json={"customer": "carol", "plan": "pro"}))
+        ok(admin.post("/v1/customers/carol/purchases", json={"purchase_id": "c1", "amount": 10**6}))
+        service = httpx.Client(base_url=base, headers=bearer(service_key), timeout=30)
+        assert by_layer(decide(service, "carol", 70, "k1")["parts"]) == {"windows": (70, 0)}
+        process.kill()
+        assert process.wait(timeout=20) == -signal.SIGKILL
+    with served(db_url) as (base, process):
+        service = httpx.Client(base_url=base, headers=bearer(service_key), timeout=30)
+        second = decide(service, "carol", 50, "k2")
+        assert by_layer(second["parts"]) == {"windows": (30, 0), "credits": (20, 20 * PRICE)}
         stop(process)
 
 
