@@ -29,7 +29,7 @@ from ledger.api.auth import (
     revoke_api_key,
 )
 from ledger.metering import Meter
-from ledger.metering.windows import WindowStore
+from ledger.metering.windows import MemoryWindows, WindowStore
 from ledger.store import store_from_url
 
 ADMIN_KEY_ENV = "TOLLGATE_ADMIN_KEY"
@@ -40,12 +40,17 @@ log = logging.getLogger("tollgate.serve")
 
 
 def open_meter(
-    db_url: str, redis_url: str | None = None, *, redis_prefix: str = "tollgate:"
+    db_url: str,
+    redis_url: str | None = None,
+    *,
+    redis_prefix: str = "tollgate:",
+    decides: bool = True,
 ) -> Meter:
     """The store at `db_url` (created on first use for SQLite) with its Meter; windows in Redis
-    when `redis_url` is given, else in this process's memory."""
+    when `redis_url` is given, else in this process's memory, rebuilt from the database. A
+    meter that `decides` nothing (the key commands) gets empty windows: nothing is rebuilt."""
     store = store_from_url(db_url)
-    windows: WindowStore | None = None
+    windows: WindowStore | None = None if decides else MemoryWindows()
     if redis_url:
         from ledger.metering.redis_windows import RedisWindows
 
@@ -70,7 +75,7 @@ def close_meter(meter: Meter) -> None:
 
 def create_key(db_url: str, role: str, customer: str | None = None) -> str:
     """Make an API key in the database at `db_url` and return it (shown once)."""
-    meter = open_meter(db_url)
+    meter = open_meter(db_url, decides=False)
     try:
         return create_api_key(meter, role, time.time_ns(), customer)
     finally:
@@ -79,7 +84,7 @@ def create_key(db_url: str, role: str, customer: str | None = None) -> str:
 
 def list_keys(db_url: str) -> list[KeyRecord]:
     """The keys stored in the database at `db_url` (what `tollgate keys list` shows)."""
-    meter = open_meter(db_url)
+    meter = open_meter(db_url, decides=False)
     try:
         return list_api_keys(meter)
     finally:
@@ -88,7 +93,7 @@ def list_keys(db_url: str) -> list[KeyRecord]:
 
 def revoke_key(db_url: str, key_id: str) -> KeyRecord:
     """Revoke a key in the database at `db_url` (what `tollgate keys revoke` does)."""
-    meter = open_meter(db_url)
+    meter = open_meter(db_url, decides=False)
     try:
         return revoke_api_key(meter, key_id, time.time_ns())
     finally:
@@ -143,7 +148,11 @@ def serve(
             expire_every_s=expire_every_s,
             on_shutdown=[shut_down],
         )
-        windows = "redis " + _describe(redis_url) if redis_url else "in this process"
+        windows = (
+            "redis " + _describe(redis_url)
+            if redis_url
+            else f"in this process (rebuilt from {meter.restored:,} recorded decision(s))"
+        )
         print(
             f"tollgate: serving http://{host}:{port} on {_describe(db_url)}, windows {windows}",
             file=sys.stderr,

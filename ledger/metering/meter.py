@@ -161,9 +161,11 @@ class Meter:
         self._lock = threading.RLock()
         self._apply(acc.platform_accounts(), 0, lambda cur: self.tables.setup(cur))
         self.reload()
-        if windows is None:  # windows of its own: start them from what the tables recorded
+        self.restored: int | None = None
+        """How many recorded decisions its own windows were started from (None: given)."""
+        if windows is None:
             assert isinstance(self.windows, MemoryWindows)
-            restore_windows(self, self.windows)
+            self.restored = restore_windows(self, self.windows)
 
     def reload(self) -> None:
         """Read the registry (plans, prices, customers, organisations, grants) from the tables:

@@ -287,14 +287,16 @@ def run_flow(base: str, admin_key: str) -> None:
     metrics_checks(base)
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM: a graceful shutdown that closes the store (uvicorn re-raises the signal)."""
+def stop(process: subprocess.Popen[bytes]) -> str:
+    """SIGTERM: a graceful shutdown that closes the store (uvicorn re-raises the signal).
+    Returns the server's log."""
     process.terminate()
     assert process.wait(timeout=20) in (0, -signal.SIGTERM)
     process.log.seek(0)  # type: ignore[attr-defined]
     log = process.log.read().decode()  # type: ignore[attr-defined]
     assert "tollgate: stopped; the store is closed" in log, log
     assert "Traceback" not in log, log
+    return log
 
 
 def test_serve_on_sqlite_end_to_end(tmp_path: Path) -> None:
@@ -329,7 +331,8 @@ def test_a_killed_server_still_counts_what_its_windows_took(tmp_path: Path) -> N
         service = httpx.Client(base_url=base, headers=bearer(service_key), timeout=30)
         second = decide(service, "carol", 50, "k2")
         assert by_layer(second["parts"]) == {"windows": (30, 0), "credits": (20, 20 * PRICE)}
-        stop(process)
+        log = stop(process)
+    assert "windows in this process (rebuilt from 1 recorded decision(s))" in log
 
 
 @pytest.fixture(scope="module")
