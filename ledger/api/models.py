@@ -217,6 +217,9 @@ class CompletionOut(BaseModel):
     released_units: int
     released_amount: int
     written_off: int
+    settled_at: int = Field(
+        description="ns since the epoch the settlement ran at; 0 if settled before it was kept"
+    )
 
 
 class UsageResultOut(BaseModel):

@@ -80,6 +80,7 @@ def completion_json(c: Completion) -> dict[str, Any]:
         "released_units": c.released_units,
         "released_amount": c.released_amount,
         "written_off": c.written_off,
+        "settled_at": c.settled_at,
     }
 
 

@@ -74,8 +74,11 @@ def test_replays_are_not_counted_twice_in_the_metrics() -> None:
     first = api.client.post("/v1/decisions", json=body, headers=service).json()
     assert api.client.post("/v1/decisions", json=body, headers=service).json() == first
     path = f"/v1/decisions/{first['decision_id']}/complete"
-    for _ in range(2):
-        done = api.client.post(path, json={"actual_units": 120}, headers=service).json()
+    started = time.time_ns()
+    once = api.client.post(path, json={"actual_units": 120}, headers=service).json()
+    assert started <= once["settled_at"] <= time.time_ns()
+    done = api.client.post(path, json={"actual_units": 120}, headers=service).json()
+    assert done == once  # the same completion, settled_at included
     # 100 free units in the window and 50 held on credits; 120 used: 20 charged, 30 voided
     assert (done["charged"], done["released_units"], done["released_amount"]) == (
         20_000,
