@@ -37,7 +37,7 @@ from .pg import pg_cluster, pg_databases
 
 __all__ = ["pg_cluster", "pg_databases"]  # fixtures used by this module
 
-LENGTHS = {"5h": 5 * HOUR, "1d": DAY}
+LENGTHS = {"5h": 5 * HOUR, "1d": DAY, "team": HOUR}
 PLAN = feature(
     windows_layer(window("5h", "5h", 100), window("1d", "1d", 300)),
     allowance_layer(50, "day"),
@@ -121,6 +121,27 @@ def test_what_a_crash_left_unreleased_is_given_back_at_restart(opener: Opener) -
     assert counted(meter, T0 + MINUTE)["ann|f|5h"][0] == 60
     again = Meter(opener())
     assert counted(again, T0 + MINUTE)["ann|f|5h"][0] == 15
+
+
+def test_a_shared_window_counts_each_feature_by_its_weight_again(opener: Opener) -> None:
+    meter = Meter(opener())
+    layer = windows_layer(window("5h", "5h", 100), shared=["team"])
+    team = {**window("team", "1h", 100), "weights": {"f": 2, "g": 3}}
+    meter.publish_plan(
+        plan_from_data(
+            plan_data({"f": feature(layer), "g": feature(layer, CREDITS)}, shared_windows=[team])
+        )
+    )
+    meter.publish_prices(price_book_from_data(book_data({"f": 1, "g": 1})))
+    meter.add_customer("ann", "pro", T0)
+    meter.purchase("ann", 10**6, "p", T0)
+    f = meter.decide("ann", "f", 20, "f", T0)  # team 40
+    g = meter.decide("ann", "g", 30, "g", T0 + MINUTE)  # team 60 (20 units), credits 10
+    assert [(p.layer, p.units) for p in g.parts] == [("windows", 20), ("credits", 10)]
+    meter.complete(f.decision_id, 5, T0 + 2 * MINUTE)  # team gives back 30
+    again = Meter(opener())
+    assert counted(again, T0 + 3 * MINUTE) == counted(meter, T0 + 3 * MINUTE)
+    assert counted(again, T0 + 3 * MINUTE)["ann|*|team"][0] == 5 * 2 + 20 * 3
 
 
 def test_windows_given_to_a_meter_are_used_as_they_are(opener: Opener) -> None:
