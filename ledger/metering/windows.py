@@ -44,14 +44,19 @@ class _Log:
     hold only strings and ints: a dict of such atoms stays untracked by the garbage collector,
     where one holding fresh tuples would be re-tracked, and traversed again, on every insert."""
 
-    __slots__ = ("at", "entries", "released", "total", "units")
+    __slots__ = ("at", "entries", "length", "released", "total", "units")
 
-    def __init__(self) -> None:
+    def __init__(self, length: int) -> None:
         self.entries: deque[tuple[int, int, str]] = deque()
         self.at: dict[str, int] = {}  # token -> time taken
         self.units: dict[str, int] = {}  # token -> units taken
         self.released: dict[str, int] = {}
         self.total = 0
+        self.length = length  # the longest length taken with (ns): when it is idle
+
+    def idle(self, now: int) -> bool:
+        """Nothing in it can count any more: its newest entry is a length old, or it has none."""
+        return not self.entries or self.entries[-1][0] <= now - self.length
 
     def evict(self, cutoff: int) -> None:
         entries = self.entries
@@ -86,16 +91,37 @@ def _insert(log: _Log, token: str, units: int, now: int) -> None:
     log.total += units
 
 
-class MemoryWindows:
-    """Windows in this process's memory (one process; not shared, not durable)."""
+SWEEP_EVERY = 65_536
+"""Takes between two sweeps of the idle logs (each sweep reads every log once)."""
+SWEEP_SLACK_NS = 60 * 10**9
+"""How long past idle a log is kept, for requests stamped by a clock a little behind (as
+`RedisWindows` keeps a key `ttl_slack_ms` past its window)."""
 
-    def __init__(self) -> None:
+
+class MemoryWindows:
+    """Windows in this process's memory (one process; not shared, not durable).
+
+    As Redis lets an idle window's key expire, every `sweep_every` takes drop the logs in which
+    nothing can count any more (`_Log.idle`): an allowance's key names its period, so without
+    the sweep a long-running process would keep one log per customer and period for ever.
+    Dropping an idle log changes no answer: it counts nothing and holds no token."""
+
+    def __init__(
+        self, *, sweep_every: int = SWEEP_EVERY, sweep_slack_ns: int = SWEEP_SLACK_NS
+    ) -> None:
+        if sweep_every < 1 or sweep_slack_ns < 0:
+            raise ValueError(
+                f"sweep_every must be at least 1 (not {sweep_every}) and sweep_slack_ns at "
+                f"least 0 (not {sweep_slack_ns})"
+            )
         self._logs: dict[str, _Log] = {}
+        self._sweep_every = self._until_sweep = sweep_every
+        self._sweep_slack = sweep_slack_ns
 
     def _log(self, key: str, length_ns: int, now: int) -> _Log | None:
-        """The key's log with what has expired by `now` evicted (None: never taken from).
-        An emptied log is kept: keys are bounded by customers times windows, and dropping and
-        re-creating logs would feed the garbage collector's oldest generation."""
+        """The key's log with what has expired by `now` evicted (None: never taken from, or
+        swept). An emptied log is kept until a sweep finds it idle: dropping and re-creating
+        logs on every decision would feed the garbage collector's oldest generation."""
         log = self._logs.get(key)
         if log is not None and log.entries:
             log.evict(now - length_ns)
@@ -106,13 +132,19 @@ class MemoryWindows:
         return [log.total if log else 0 for log in logs]
 
     def take(self, token: str, takes: Sequence[WindowTake], now: int) -> tuple[bool, list[int]]:
+        self._until_sweep -= 1
+        if not self._until_sweep:  # before the logs are looked up: none of them is dropped
+            self.sweep(now)
         logs, used = [], []
         for t in takes:
             log = self._logs.get(t.key)
             if log is None:
-                log = self._logs[t.key] = _Log()
-            elif log.entries:
-                log.evict(now - t.length_ns)
+                log = self._logs[t.key] = _Log(t.length_ns)
+            else:
+                if log.entries:
+                    log.evict(now - t.length_ns)
+                if t.length_ns > log.length:
+                    log.length = t.length_ns
             logs.append(log)
             used.append(log.total)
         for log, t, u in zip(logs, takes, used, strict=True):
@@ -128,6 +160,15 @@ class MemoryWindows:
         _insert(log, token, t.units, now)
         assert log.total <= t.limit  # M5
 
+    def sweep(self, now: int) -> int:
+        """Drop the logs idle for the slack at `now`; returns how many were dropped."""
+        self._until_sweep = self._sweep_every
+        cutoff = now - self._sweep_slack
+        idle = [key for key, log in self._logs.items() if log.idle(cutoff)]
+        for key in idle:
+            del self._logs[key]
+        return len(idle)
+
     def restore(self, token: str, takes: Sequence[WindowTake], at: int) -> None:
         """Record `takes` under `token` as taken at `at`, as recorded decisions took them:
         without checking the limits (a limit lowered since keeps what was taken under the
@@ -135,7 +176,8 @@ class MemoryWindows:
         for t in takes:
             log = self._logs.get(t.key)
             if log is None:
-                log = self._logs[t.key] = _Log()
+                log = self._logs[t.key] = _Log(t.length_ns)
+            log.length = max(log.length, t.length_ns)
             if t.units and token not in log.at:
                 _insert(log, token, t.units, at)
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -33,6 +33,7 @@ from specs.metering import window_within_limit
 from tests.core.strategies import scaled
 
 from .conftest import MakeWindows, fresh_prefix, kind_of, require_redis_py
+from .fixtures import HOUR, T0, allowance_layer, feature, make_meter, window, windows_layer
 
 T = 1_800_000_000_123_456_789  # ns, past 2**60: a double cannot tell T from T + 1
 SECOND = 1_000_000_000
@@ -509,3 +510,99 @@ def test_an_unreachable_server_raises_a_clear_error(redis_windows: Any) -> None:
         assert "retry" in message
         assert isinstance(caught.value, MeteringError)
     w.close()
+
+
+# --- memory windows: idle logs are swept -------------------------------------------------------
+
+
+def test_a_sweep_drops_only_the_logs_idle_past_the_slack() -> None:
+    length, slack = 5 * SECOND, 60 * SECOND
+    w = MemoryWindows(sweep_every=10**9, sweep_slack_ns=slack)
+    take1(w, "a", "old", 1, T, limit=9, length=length)
+    take1(w, "b", "newer", 1, T + 1, limit=9, length=length)
+    take1(w, "c", "long", 1, T, limit=9, length=10 * length)
+    take1(w, "d", "given back", 2, T + 1, limit=9, length=10 * length)
+    assert w.release("d", "given back", 2) == 2  # whole: no entry left
+    take1(w, "e", "grown", 1, T, limit=9, length=length)
+    take1(w, "f", "grown", 1, T, limit=9, length=10 * length)  # idle after the longer length
+    assert w.sweep(T + length + slack - 1) == 1  # only the log with no entry
+    assert w.sweep(T + length + slack) == 1  # "old": its newest entry is idle for the slack
+    assert sorted(w._logs) == ["grown", "long", "newer"]
+    assert w.used([("newer", length), ("long", 10 * length)], T + length) == [1, 1]
+
+
+def test_a_take_sweeps_every_sweep_every_takes() -> None:
+    w = MemoryWindows(sweep_every=3, sweep_slack_ns=0)
+    take1(w, "a", "old", 1, T, limit=9, length=SECOND)
+    take1(w, "b", "x", 1, T + SECOND, limit=9, length=SECOND)
+    assert "old" in w._logs
+    take1(w, "c", "x", 1, T + SECOND, limit=9, length=SECOND)  # the third take sweeps
+    assert "old" not in w._logs and "x" in w._logs
+
+
+_ops = st.lists(
+    st.tuples(
+        st.sampled_from(("take", "release", "used", "entries")),
+        st.sampled_from(KEYS),
+        st.sampled_from(TOKENS),
+        st.integers(0, 4),
+        st.one_of(st.just(0), st.integers(1, 3 * MS)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=scaled(200))
+@given(ops=_ops, lengths=st.tuples(*(st.sampled_from(LENGTHS) for _ in KEYS)))
+@example(  # "a" holds an expired entry and a live one when a take on "b" sweeps
+    ops=[
+        ("take", "a", "t0", 1, 0),
+        ("take", "a", "t1", 1, MS // 2),
+        ("take", "b", "t2", 1, MS // 2),
+        ("used", "a", "t0", 0, 0),
+    ],
+    lengths=(MS, MS, MS),
+)
+def test_sweeping_after_every_take_changes_no_count(
+    ops: list[tuple[str, str, str, int, int]], lengths: tuple[int, ...]
+) -> None:
+    """Against windows never swept: the same takes succeed and the same units and entries
+    count (what `release` returns for an expired entry may differ: it counts nothing)."""
+    swept, kept = MemoryWindows(sweep_every=1, sweep_slack_ns=0), MemoryWindows()
+    length = dict(zip(KEYS, lengths, strict=True))
+    now = T
+    for op, key, token, units, delta in ops:
+        now += delta
+        if op == "take":
+            take = [WindowTake(key, length[key], 6, units)]
+            assert swept.take(token, take, now) == kept.take(token, take, now)
+        elif op == "release":
+            swept.release(token, key, units)
+            kept.release(token, key, units)
+        elif op == "used":
+            assert swept.used([(key, length[key])], now) == kept.used([(key, length[key])], now)
+        else:
+            assert swept.entries(key, length[key], now) == kept.entries(key, length[key], now)
+    assert len(swept._logs) <= len(kept._logs)
+
+
+def test_a_long_running_meter_keeps_a_log_per_live_window_not_per_period() -> None:
+    """Ten days of hourly decisions on a daily allowance: the allowance's key names its day,
+    and the sweep drops each day's log once nothing in it can count."""
+
+    def run(windows: MemoryWindows) -> int:
+        meter = make_meter(
+            {"f": feature(allowance_layer(5, "day"), windows_layer(window("5h", "5h", 1000)))},
+            {"f": 1},
+        )
+        meter.windows = windows
+        customers = [f"c{i}" for i in range(20)]
+        for c in customers:
+            meter.add_customer(c, "pro", T0)
+        for hour in range(240):
+            for c in customers:
+                assert meter.decide(c, "f", 1, f"{c}-{hour}", T0 + hour * HOUR).allowed
+        return len(windows._logs)  # type: ignore[attr-defined]
+
+    assert run(MemoryWindows(sweep_every=100)) <= 20 * (1 + 3)  # 5h, and up to three days
+    assert run(MemoryWindows(sweep_every=10**9)) == 20 * (1 + 11)  # unswept: one a day (11 days)
