@@ -145,6 +145,40 @@ def test_the_same_seed_gives_the_same_summary_on_the_memory_store(ran: Ran) -> N
     assert again.timeline == ran.outcome.result.timeline
 
 
+def test_a_meter_opened_again_after_the_week_counts_what_its_windows_counted() -> None:
+    """The windows rebuilt from the tables on real use (refusals, excesses, allowances, lapsed
+    holds) count what the meter that made the week counted: every window and allowance, every
+    entry (entries taken at the same time may come in another order)."""
+    store = MemoryStore()
+    before = Meter(store)
+    run(before, workload(DemoConfig(users=USERS, hours=HOURS, seed=SEED)))
+    again = Meter(store)
+    assert again.restored
+    now = max(d.now for d in before.tables.all_decisions(None))
+    counted_before, counted_again = windows_at(before, now), windows_at(again, now)
+    assert len(counted_before) > USERS
+    assert counted_again == counted_before
+
+
+def windows_at(meter: Meter, now: int) -> dict[str, tuple[int, list[tuple[int, int]]]]:
+    """Per window and allowance key: the units counted at `now` and the entries (time, units)."""
+    plans = [p for ps in meter.registry.plans.values() for p in ps]
+    lengths = {f"*|{w.name}": w.length_ns for p in plans for w in p.shared_windows}
+    for feature, fp in ((f, fp) for p in plans for f, fp in p.features.items()):
+        for layer in fp.layers:
+            if layer.kind == "windows":
+                lengths |= {f"{feature}|{w.name}": w.length_ns for w in layer.windows}
+    found = {}
+    for key in list(meter.windows._logs):  # type: ignore[attr-defined]
+        scope, name = key.split("|")[1:3]
+        length = 86_400 * 10**9 if name == "allowance" else lengths[f"{scope}|{name}"]
+        [units] = meter.windows.used([(key, length)], now)
+        entries = sorted(meter.windows.entries(key, length, now))
+        if units or entries:
+            found[key] = (units, entries)
+    return found
+
+
 def test_the_summary_is_the_same_in_another_process(ran: Ran, tmp_path: Path) -> None:
     """No hash order, clock or address leaks into the numbers (another PYTHONHASHSEED)."""
     code = (
