@@ -164,8 +164,7 @@ class Meter:
         self.restored: int | None = None
         """How many recorded decisions its own windows were started from (None: given)."""
         if windows is None:
-            assert isinstance(self.windows, MemoryWindows)
-            self.restored = restore_windows(self, self.windows)
+            self.restored = restore_windows(self)
 
     def reload(self) -> None:
         """Read the registry (plans, prices, customers, organisations, grants) from the tables:

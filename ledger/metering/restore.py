@@ -45,9 +45,11 @@ def horizon(plans: list[Plan]) -> int:
     return longest
 
 
-def restore_windows(meter: Meter, windows: MemoryWindows) -> int:
-    """Take again into `windows` what the recorded decisions and settlements left taken;
-    returns how many decisions were read."""
+def restore_windows(meter: Meter) -> int:
+    """Take again into the meter's own memory windows what the recorded decisions and
+    settlements left taken; returns how many decisions were read."""
+    windows = meter.windows
+    assert isinstance(windows, MemoryWindows), "Redis windows outlive the process"
     plans = [p for versions in meter.registry.plans.values() for p in versions]
     longest = horizon(plans)
     if not longest:  # no plan counts anything in windows or allowances: nothing to read

@@ -154,7 +154,8 @@ def test_windows_given_to_a_meter_are_used_as_they_are(opener: Opener) -> None:
 def test_only_what_can_still_count_is_read(opener: Opener) -> None:
     before, _, _ = used_before_restart(opener)
     assert horizon([p for ps in before.registry.plans.values() for p in ps]) == 31 * DAY
-    assert restore_windows(before, MemoryWindows()) == 6  # the day-old decision is within a month
+    before.windows = MemoryWindows()
+    assert restore_windows(before) == 6  # the day-old decision is within a month
 
 
 def test_what_no_window_can_count_any_more_is_not_read(store: Store) -> None:
@@ -166,14 +167,14 @@ def test_what_no_window_can_count_any_more_is_not_read(store: Store) -> None:
     made = [meter.decide("cy", "g", 1, f"at-{at}", at) for at in (T0 - 2 * DAY, T0 - DAY, T0)]
     meter.complete(made[0].decision_id, 3, T0)  # two days late, 2 units over: taken at T0
     assert horizon(meter.registry.plans["short"]) == DAY
-    windows = MemoryWindows()
-    assert restore_windows(meter, windows) == 2  # not the one made a day before the latest
-    meter.windows = windows
+    meter.windows = MemoryWindows()
+    assert restore_windows(meter) == 2  # not the one made a day before the latest
     assert counted(meter, T0)["cy|g|1d"][0] == 2 + 1
     meter.complete(made[2].decision_id, 1, T0 + MINUTE)  # settled after the latest decision
     meter.registry.plans["short"] = [plan_from_data(plan_data({"g": feature(CREDITS)}))]
     assert horizon(meter.registry.plans["short"]) == 0
-    assert restore_windows(meter, MemoryWindows()) == 0  # no plan counts units: nothing read
+    meter.windows = MemoryWindows()
+    assert restore_windows(meter) == 0  # no plan counts units: nothing read
 
 
 def test_a_completion_settled_before_its_time_was_kept_counts_from_its_decision() -> None:
