@@ -25,6 +25,7 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "settle": ("--events", "1000", "--runs", "1", "--no-postgres"),
     "http": ("--quick",),
     "simulate": ("--steps", "300", "--runs", "1", "--processes", "1"),
+    "restore": ("--users", "10", "--hours", "24", "--runs", "1"),
 }
 """Each script, with the arguments `--quick` gives it (small counts: a smoke test)."""
 
