@@ -92,7 +92,7 @@ def _insert(log: _Log, token: str, units: int, now: int) -> None:
 
 
 SWEEP_EVERY = 65_536
-"""Takes between two sweeps of the idle logs (each sweep reads every log once)."""
+"""Takes between two sweeps of the idle logs, at least (each sweep reads every log once)."""
 SWEEP_SLACK_NS = 60 * 10**9
 """How long past idle a log is kept, for requests stamped by a clock a little behind (as
 `RedisWindows` keeps a key `ttl_slack_ms` past its window)."""
@@ -101,10 +101,11 @@ SWEEP_SLACK_NS = 60 * 10**9
 class MemoryWindows:
     """Windows in this process's memory (one process; not shared, not durable).
 
-    As Redis lets an idle window's key expire, every `sweep_every` takes drop the logs in which
-    nothing can count any more (`_Log.idle`): an allowance's key names its period, so without
-    the sweep a long-running process would keep one log per customer and period for ever.
-    Dropping an idle log changes no answer: it counts nothing and holds no token."""
+    As Redis lets an idle window's key expire, every `sweep_every` takes (or as many takes as
+    there are logs, if more) drop the logs in which nothing can count any more (`_Log.idle`):
+    an allowance's key names its period, so without the sweep a long-running process would
+    keep one log per customer and period for ever. Dropping an idle log changes no answer: it
+    counts nothing and holds no token."""
 
     def __init__(
         self, *, sweep_every: int = SWEEP_EVERY, sweep_slack_ns: int = SWEEP_SLACK_NS
@@ -161,12 +162,14 @@ class MemoryWindows:
         assert log.total <= t.limit  # M5
 
     def sweep(self, now: int) -> int:
-        """Drop the logs idle for the slack at `now`; returns how many were dropped."""
-        self._until_sweep = self._sweep_every
+        """Drop the logs idle for the slack at `now`; returns how many were dropped. The next
+        sweep comes after `sweep_every` takes, or after as many takes as logs are left when
+        there are more: a sweep reads every log, so its cost per take stays constant."""
         cutoff = now - self._sweep_slack
         idle = [key for key, log in self._logs.items() if log.idle(cutoff)]
         for key in idle:
             del self._logs[key]
+        self._until_sweep = max(self._sweep_every, len(self._logs))
         return len(idle)
 
     def restore(self, token: str, takes: Sequence[WindowTake], at: int) -> None:

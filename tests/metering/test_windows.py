@@ -531,13 +531,21 @@ def test_a_sweep_drops_only_the_logs_idle_past_the_slack() -> None:
     assert w.used([("newer", length), ("long", 10 * length)], T + length) == [1, 1]
 
 
-def test_a_take_sweeps_every_sweep_every_takes() -> None:
+def test_a_take_sweeps_every_sweep_every_takes_or_every_log_count_if_more() -> None:
     w = MemoryWindows(sweep_every=3, sweep_slack_ns=0)
     take1(w, "a", "old", 1, T, limit=9, length=SECOND)
     take1(w, "b", "x", 1, T + SECOND, limit=9, length=SECOND)
     assert "old" in w._logs
     take1(w, "c", "x", 1, T + SECOND, limit=9, length=SECOND)  # the third take sweeps
     assert "old" not in w._logs and "x" in w._logs
+    many = MemoryWindows(sweep_every=2, sweep_slack_ns=0)
+    assert many.take("a", [WindowTake(f"k{i}", 10 * SECOND, 9, 1) for i in range(6)], T)[0]
+    assert many.take("b", [WindowTake("k0", 10 * SECOND, 9, 1)], T)[0]  # sweeps: 6 logs left
+    for i in range(5):  # the other five are idle from T + 10 s, but 6 takes must pass first
+        assert many.take(f"c{i}", [WindowTake("k0", 10 * SECOND, 9, 1)], T + 20 * SECOND)[0]
+    assert len(many._logs) == 6
+    assert many.take("d", [WindowTake("k0", 10 * SECOND, 9, 1)], T + 20 * SECOND)[0]
+    assert sorted(many._logs) == ["k0"]
 
 
 _ops = st.lists(
