@@ -25,8 +25,9 @@ A take names the keys of all its windows, so on Redis Cluster give the prefix a 
 (`prefix="{tollgate}:"`) to keep every window in one slot; otherwise Redis refuses (CROSSSLOT).
 
 `release` is not idempotent (the protocol gives it no id): a client that retries a release whose
-reply was lost can give back twice, at most what the token took. `from_url` builds its client
-without command retries; a client passed in keeps its own retry policy.
+reply was lost can give back twice, at most what the token took. `keep` (leave the token at most
+so many units) is idempotent, and is what a settlement's give-back uses. `from_url` builds its
+client without command retries; a client passed in keeps its own retry policy.
 """
 
 from __future__ import annotations
@@ -204,6 +205,30 @@ return given
 )
 
 
+# KEYS: z, h.  ARGV: token, units to keep. Returns {held before, held now}. Idempotent: a token
+# holding no more than asked is left alone. A token left with nothing leaves the window.
+_KEEP_LUA = (
+    _DECIMAL_LUA
+    + """
+local z, h, token, want = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local field = 'u:' .. token
+local have = redis.call('HGET', h, field)
+if not have then return {'0', '0'} end
+if not lt(want, have) then return {have, have} end
+redis.call('HINCRBY', h, '#total', '-' .. have)
+if want == '0' then
+  local member = redis.call('HGET', h, 'm:' .. token)
+  if member then redis.call('ZREM', z, member) end
+  redis.call('HDEL', h, field, 't:' .. token, 'm:' .. token)
+else
+  redis.call('HINCRBY', h, '#total', want)
+  redis.call('HSET', h, field, want)
+end
+return {have, want}
+"""
+)
+
+
 class WindowStoreUnavailableError(MeteringError):
     """Redis could not answer (unreachable, refused, out of memory...); nothing was taken."""
 
@@ -272,6 +297,7 @@ class RedisWindows:
         self._used = client.register_script(_USED_LUA)
         self._entries = client.register_script(_ENTRIES_LUA)
         self._release = client.register_script(_RELEASE_LUA)
+        self._keep = client.register_script(_KEEP_LUA)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "tollgate:", **client_kwargs: Any) -> RedisWindows:
@@ -333,3 +359,7 @@ class RedisWindows:
     def release(self, token: str, key: str, units: int) -> int:
         given = self._run(self._release, self._keys(key), [token, _count("units", units)])
         return int(given)
+
+    def keep(self, token: str, key: str, units: int) -> int:
+        held, kept = self._run(self._keep, self._keys(key), [token, _count("units", units)])
+        return int(held) - int(kept)

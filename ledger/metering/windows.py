@@ -38,6 +38,11 @@ class WindowStore(Protocol):
     def release(self, token: str, key: str, units: int) -> int:
         """Give back up to `units` of what `token` took from `key`; returns what was given back."""
 
+    def keep(self, token: str, key: str, units: int) -> int:
+        """Leave `token` counting at most `units` in `key`, giving back the rest; returns what
+        was given back. Idempotent: asked again, it gives back nothing more. A token left with
+        nothing leaves the window (a later take under it counts again)."""
+
 
 class _Log:
     """A window's entries, oldest first, as (time, units, token) tuples. The indexes by token
@@ -196,8 +201,19 @@ class MemoryWindows:
         log = self._logs.get(key)
         if log is None:
             return 0
+        return self._give_back(log, token, min(units, log.units_of(token)))
+
+    def keep(self, token: str, key: str, units: int) -> int:
+        if units < 0:
+            raise ValueError(f"keep of {units} units: units must not be negative")
+        log = self._logs.get(key)
+        if log is None:
+            return 0
+        return self._give_back(log, token, max(0, log.units_of(token) - units))
+
+    @staticmethod
+    def _give_back(log: _Log, token: str, given: int) -> int:
         left = log.units_of(token)
-        given = min(units, left)
         if given:
             log.released[token] = log.released.get(token, 0) + given
             log.total -= given

@@ -170,6 +170,28 @@ def test_release_gives_back_at_most_what_was_taken(windows: WindowStore) -> None
     assert windows.used([("k", SECOND)], T + 2 + SECOND) == [0]
 
 
+def test_keep_leaves_a_token_at_most_so_many_units_however_often_asked(
+    windows: WindowStore,
+) -> None:
+    assert take1(windows, "tok", "k", 5, T, limit=9, length=SECOND) == (True, [0])
+    assert take1(windows, "other", "k", 4, T, limit=9, length=SECOND) == (True, [5])
+    assert windows.keep("tok", "k", 2) == 3
+    assert windows.keep("tok", "k", 2) == 0  # asked again: nothing more
+    assert windows.keep("tok", "k", 4) == 0  # never takes back
+    assert windows.used([("k", SECOND)], T + 1) == [2 + 4]
+    assert windows.entries("k", SECOND, T + 1) == [(T, 2), (T, 4)]
+    assert windows.keep("nobody", "k", 0) == 0
+    assert windows.keep("tok", "elsewhere", 0) == 0
+    assert windows.keep("tok", "k", 0) == 2  # nothing left: the token leaves the window
+    assert windows.keep("tok", "k", 0) == 0
+    assert windows.entries("k", SECOND, T + 1) == [(T, 4)]
+    assert take1(windows, "tok", "k", 5, T + 2, limit=9, length=SECOND) == (True, [4])
+    assert windows.used([("k", SECOND)], T + 2) == [9]
+    assert windows.keep("other", "k", 1) == 3
+    assert windows.used([("k", SECOND)], T + SECOND - 1) == [1 + 5]
+    assert windows.used([("k", SECOND)], T + SECOND) == [5]  # each expires on its own time
+
+
 def test_a_partly_given_back_token_stays_recorded(windows: WindowStore) -> None:
     assert take1(windows, "tok", "k", 5, T, limit=5, length=SECOND) == (True, [0])
     assert windows.release("tok", "k", 4) == 4
@@ -277,6 +299,10 @@ class Reference:
                 return given
         return 0
 
+    def keep(self, token: str, key: str, units: int) -> int:
+        held = [e[1] for e in self.logs.get(key, []) if e[2] == token]
+        return self.release(token, key, max(0, held[0] - units)) if held else 0
+
 
 KEYS = ("a", "b", "c")
 TOKENS = ("t0", "t1", "t2", "t3", "x:y", "ü")
@@ -350,6 +376,14 @@ class WindowsAgainstReference(RuleBasedStateMachine):
         token, key = data.draw(st.sampled_from(held) | anything if held else anything)
         given = self.same("release", token, key, units)
         assert 0 <= given <= units
+
+    @rule(data=st.data(), units=st.integers(0, 6))
+    def keep(self, data: st.DataObject, units: int) -> None:
+        held = [(e[2], key) for key, log in self.ref.logs.items() for e in log]
+        anything = st.tuples(st.sampled_from(TOKENS), st.sampled_from(KEYS))
+        token, key = data.draw(st.sampled_from(held) | anything if held else anything)
+        self.same("keep", token, key, units)
+        assert self.same("keep", token, key, units) == 0  # idempotent
 
     @precondition(lambda self: bool(self.length))
     @invariant()
