@@ -843,20 +843,25 @@ class Meter:
         return _rooms(r.fp, windows, allowance, money)
 
     def release_free(self, d: Decision, releases: list[tuple[str, int]], now: int) -> None:
-        """Give back window and allowance units a completion did not use."""
+        """Give back window and allowance units a completion did not use: the decision's token
+        is left with what its part kept (`WindowStore.keep`), so giving back again, after a
+        settlement that did not commit, changes nothing."""
         if not releases:
             return
         r = self.request_for(d, now)
         token = str(r.decision_id)
+        decided = {p.layer: p.units for p in d.parts}
         for layer in r.fp.layers:
             units = dict(releases).get(layer.kind, 0)
             if not units:
                 continue
+            kept = decided[layer.kind] - units
+            assert kept >= 0, "a completion gives back at most what its part took"
             if isinstance(layer, WindowsLayer):
                 for w in self._window_views(r):
-                    self.windows.release(token, w.key, units * w.weight)
+                    self.windows.keep(token, w.key, kept * w.weight)
             elif isinstance(layer, AllowanceLayer):
-                self.windows.release(token, self._allowance_view(r, layer).key, units)
+                self.windows.keep(token, self._allowance_view(r, layer).key, kept)
 
     def request_for(self, d: Decision, now: int) -> _Request:
         plan = next(p for p in self.registry.plans[d.plan] if p.version == d.plan_version)

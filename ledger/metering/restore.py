@@ -6,7 +6,7 @@ customer would find a full allowance and empty windows. So such a meter rebuilds
 opens. Each allowed decision still counted takes its window and allowance units again, as its
 plan version counted them at its time; each settlement gives back what its completion did not
 use and takes its excess again at the time it was settled. The result is the state the windows
-had, less what a crash between a settlement's commit and its give-back would have left taken.
+had when the process stopped.
 
 Only what can still count is read: decisions and settlements within the longest window or
 allowance period of any plan, back from the latest decision (nothing when no plan has a window

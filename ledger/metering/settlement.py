@@ -337,6 +337,11 @@ def _settle_batch(
                 committed.append(completion)
                 rows += _monetization(item, completion)
         meter.tables.record_settlements(cur, [i.usage.id for i in settling], committed, rows)
+        # Before the commit, so that no crash after it leaves unused units taken; idempotent,
+        # so a settlement that then fails to commit and runs again gives back nothing twice.
+        for item in settling:
+            if item.book is not None:
+                meter.release_free(item.decision, item.book.free_releases, now)
 
     with meter.lock:
         meter.refresh()  # grants, customers and plans added by other processes
@@ -354,9 +359,6 @@ def _settle_batch(
                         meter.release_excess(item.decision.decision_id, item.book.excess_takes)
         if any(r not in _SETTLED for r in results):
             return None
-        for item in settling:
-            if item.book is not None:
-                meter.release_free(item.decision, item.book.free_releases, now)
     return committed
 
 

@@ -169,6 +169,7 @@ class Recorder:
     writes: int = 0
     armed: int = 0  # the write (1-based, counted from `arm`) that fails; 0 = none
     fired: int = 0
+    failing: bool = False  # inside the store call that the armed fault fails
 
     def arm(self, write: int) -> None:
         self.writes = 0
@@ -265,12 +266,14 @@ class _RecordingStore:
         capture = _Capture()
         fire = self.recorder._fire()
         self._captures.append(capture)
+        self.recorder.failing = fire
         committed = False
         try:
             results = call(capture, fire)
             committed = True
             return results
         finally:
+            self.recorder.failing = False
             self._captures.clear()
             self._report(capture, committed)
 

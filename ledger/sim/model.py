@@ -236,6 +236,7 @@ class Model:
     last_seen: dict[str, int] = field(default_factory=dict)
     sales: dict[int, int] = field(default_factory=dict)  # sale transfer id -> amount
     touched_windows: set[str] = field(default_factory=set)
+    given_back: set[int] = field(default_factory=set)  # by a settlement that failed to commit
     grant_count: int = 0
 
     def __post_init__(self) -> None:
@@ -591,12 +592,33 @@ class Model:
             if usage.decision_id in self.completions:
                 continue
             done.append(self._settle_one(usage, now, status, releases))
-        # Window and allowance units a settlement gives back return once the whole batch has
-        # committed (the batch's excesses were taken before).
+        # Window and allowance units a settlement gives back return once the whole batch is
+        # booked, before it commits (the batch's excesses were taken before); those a failed
+        # attempt gave back already are not given back again.
         for d, layer, units in releases:
-            plan = self.plan_version(d.plan, d.plan_version)
-            self._release_free(d, plan, layer, units, now, str(d.decision_id))
+            if d.decision_id not in self.given_back:
+                plan = self.plan_version(d.plan, d.plan_version)
+                self._release_free(d, plan, layer, units, now, str(d.decision_id))
+        self.given_back.difference_update(c.decision_id for c in done)
         return done
+
+    def give_back_first(self, usage_ids: Sequence[int], now: int) -> None:
+        """What an attempt to settle these usage events gave back before its commit failed:
+        the window and allowance units their completions will not use (given back once)."""
+        for usage_id in usage_ids:
+            usage = self.usage_by_id.get(usage_id)
+            if usage is None or usage.decision_id in self.completions:
+                continue
+            d = self.decisions_by_id[usage.decision_id]
+            if d.decision_id in self.given_back:
+                continue
+            self.given_back.add(d.decision_id)
+            plan = self.plan_version(d.plan, d.plan_version)
+            for part, keep in zip(d.parts, _kept(d.parts, usage.units), strict=True):
+                if not part.hold and part.units - keep:
+                    self._release_free(
+                        d, plan, part.layer, part.units - keep, now, str(d.decision_id)
+                    )
 
     def _settle_one(
         self,
@@ -716,8 +738,15 @@ class Model:
                 self._window(key, end - start, layer["amount"], now).release(token, units)
 
     def complete(
-        self, decision_id: int, actual: int, now: int, status: dict[int, int]
+        self,
+        decision_id: int,
+        actual: int,
+        now: int,
+        status: dict[int, int],
+        *,
+        gave_back_first: bool = False,
     ) -> MCompletion:
+        """`gave_back_first`: a settling attempt gave back before its commit failed."""
         d = self.decisions_by_id.get(decision_id)
         if d is None or not d.allowed:
             raise Expected("UnknownDecisionError")
@@ -734,6 +763,8 @@ class Model:
                     max(now, d.at),
                 )
             if usage.units == actual:
+                if gave_back_first:
+                    self.give_back_first([usage.id], now)
                 self.settle([usage.id], now, status)
             prior = self.completions.get(decision_id)
             if prior is None:

@@ -96,7 +96,7 @@ class Runner:
         self.audit_every = audit_every
         self.mirror = Mirror()
         self.recorder = Recorder(self.mirror.on_batches)
-        self.windows = MemoryWindows()
+        self.windows = ObservedWindows(lambda: self.recorder.failing)
         self.model = Model()
         self.out = Outcome()
         self.step: Step | None = None
@@ -209,6 +209,11 @@ class Runner:
             f"{want_kind or 'ok'}{f' ({want.detail})' if want is not None and want.detail else ''}",
         )
         return False
+
+    def _gave_back_before_fault(self, fired: int, kept: int) -> bool:
+        """Whether this step's settlement gave window units back in an attempt whose commit
+        the injected fault then failed (the give-back comes before the commit)."""
+        return self.recorder.fired > fired and any(self.windows.kept_at[kept:])
 
     def _attempt(self, fn: Callable[[], T]) -> tuple[T | None, BaseException | None]:
         try:
@@ -395,10 +400,14 @@ class Runner:
         now = self._now(step)
         meter = self._meter(step)
         already = did in self.model.completions
+        fired, kept = self.recorder.fired, len(self.windows.kept_at)
         got, error = self._attempt(lambda: meter.complete(did, actual, now))
         status = self._statuses([did])
+        early = self._gave_back_before_fault(fired, kept)
         try:
-            want: MCompletion | None = self.model.complete(did, actual, now, status)
+            want: MCompletion | None = self.model.complete(
+                did, actual, now, status, gave_back_first=early
+            )
             expected = None
         except Expected as x:
             want, expected = None, x
@@ -537,11 +546,13 @@ class Runner:
         now = self._now(step)
         name = self.config.nodes[step.node].name
         limit = step.arg("limit")
-        fired = self.recorder.fired
+        fired, kept = self.recorder.fired, len(self.windows.kept_at)
         count, error = self._attempt(
             lambda: settlement.settle_pending(meter, name, now, limit=limit)
         )
         ids = self.model.pick(now, limit, derive_id("pick", name, now))
+        if self._gave_back_before_fault(fired, kept):
+            self.model.give_back_first(ids, now)
         if self.recorder.fired > fired and ids:
             # A failed attempt settled nothing (its one transaction rolled back), unless the
             # fault came after the commit. Which happened shows in the outbox.
@@ -942,3 +953,20 @@ def run_steps(
         return runner.run(steps, keep_going=keep_going)
     finally:
         runner.close()
+
+
+class ObservedWindows(MemoryWindows):
+    """The nodes' shared windows, noting for each give-back (`keep`) whether it was made inside
+    the store call an injected fault fails: what the harness needs to tell a settlement attempt
+    that gave back before its commit failed from one that failed earlier."""
+
+    def __init__(self, failing: Callable[[], bool]) -> None:
+        super().__init__()
+        self._failing = failing
+        self.kept_at: list[bool] = []  # per give-back: inside the failing store call
+
+    def keep(self, token: str, key: str, units: int) -> int:
+        given = super().keep(token, key, units)
+        if given:
+            self.kept_at.append(self._failing())
+        return given

@@ -110,13 +110,14 @@ def test_a_restarted_meter_refuses_what_the_windows_no_longer_hold(opener: Opene
     assert [(c.layer, c.room) for c in probe.consulted][:2] == [("windows", 10), ("allowance", 0)]
 
 
-def test_what_a_crash_left_unreleased_is_given_back_at_restart(opener: Opener) -> None:
+def test_the_rebuild_gives_back_what_a_completion_left_unused_by_itself(opener: Opener) -> None:
+    """From the completion, not from what the windows were given back before the restart."""
     meter = Meter(opener())
     meter.publish_plan(plan_from_data(plan_data({"f": PLAN})))
     meter.publish_prices(price_book_from_data(book_data({"f": 2})))
     meter.add_customer("ann", "pro", T0)
     d = meter.decide("ann", "f", 60, "d", T0)
-    meter.release_free = lambda *args: None  # type: ignore[method-assign]  # died after commit
+    meter.release_free = lambda *args: None  # type: ignore[method-assign]  # never given back
     meter.complete(d.decision_id, 15, T0 + MINUTE)
     assert counted(meter, T0 + MINUTE)["ann|f|5h"][0] == 60
     again = Meter(opener())
