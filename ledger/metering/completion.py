@@ -63,7 +63,7 @@ class Book:
     def __init__(self, decision: Decision) -> None:
         self.d = decision
         self.events: list[Transfer] = []
-        self.free_releases: list[tuple[str, int]] = []
+        self.free_left: dict[str, int] = {}  # free layer -> units its part keeps (some unused)
         self._charges: dict[str, list[int]] = {}  # layer -> [units, amount, account]
         self.released_units = 0
         self.released_amount = 0
@@ -73,7 +73,7 @@ class Book:
 
     def free_release(self, part: Part, units: int) -> None:
         if units:
-            self.free_releases.append((part.layer, units))
+            self.free_left[part.layer] = part.units - units
             self.released_units += units
 
     def free_kept(self, layer: str, units: int) -> None:

@@ -506,8 +506,7 @@ class Meter:
 
     def _give_back(self, r: _Request, decision: Decision) -> None:
         """Release what a decision that could not be recorded took from windows and allowance."""
-        free = [(p.layer, p.units) for p in decision.parts if not p.transfer_id]
-        self.release_free(decision, free, r.now)
+        self.keep_free(decision, {p.layer: 0 for p in decision.parts if not p.transfer_id}, r.now)
 
     def _earlier(self, customer: str, key: str, batch: _Batch | None = None) -> Decision | None:
         """A decision made with this key before, here or (sharing the database) elsewhere."""
@@ -842,26 +841,24 @@ class Meter:
     ) -> tuple[list[str], list[int]]:
         return _rooms(r.fp, windows, allowance, money)
 
-    def release_free(self, d: Decision, releases: list[tuple[str, int]], now: int) -> None:
-        """Give back window and allowance units a completion did not use: the decision's token
-        is left with what its part kept (`WindowStore.keep`), so giving back again, after a
-        settlement that did not commit, changes nothing."""
-        if not releases:
-            return
+    def keep_free(self, d: Decision, kept: dict[str, int], now: int) -> None:
+        """Give back the window and allowance units decision `d` did not use: its token is
+        left with `kept[layer]` units of each free layer named (`WindowStore.keep`), so giving
+        back again, after a settlement that did not commit, changes nothing."""
+        decided = {p.layer: p.units for p in d.parts}
+        if all(units >= decided.get(layer, 0) for layer, units in kept.items()):
+            return  # nothing to give back
         r = self.request_for(d, now)
         token = str(r.decision_id)
-        decided = {p.layer: p.units for p in d.parts}
         for layer in r.fp.layers:
-            units = dict(releases).get(layer.kind, 0)
-            if not units:
+            units = kept.get(layer.kind)
+            if units is None or units >= decided.get(layer.kind, 0):
                 continue
-            kept = decided[layer.kind] - units
-            assert kept >= 0, "a completion gives back at most what its part took"
             if isinstance(layer, WindowsLayer):
                 for w in self._window_views(r):
-                    self.windows.keep(token, w.key, kept * w.weight)
+                    self.windows.keep(token, w.key, units * w.weight)
             elif isinstance(layer, AllowanceLayer):
-                self.windows.keep(token, self._allowance_view(r, layer).key, kept)
+                self.windows.keep(token, self._allowance_view(r, layer).key, units)
 
     def request_for(self, d: Decision, now: int) -> _Request:
         plan = next(p for p in self.registry.plans[d.plan] if p.version == d.plan_version)

@@ -180,10 +180,21 @@ return out
 """
 )
 
+# A token given back whole leaves the window (entry, units, time, member), so a later take
+# under it counts again.
+_FORGET_LUA = """
+local function forget(z, h, token)
+  local member = redis.call('HGET', h, 'm:' .. token)
+  if member then redis.call('ZREM', z, member) end
+  redis.call('HDEL', h, 'u:' .. token, 't:' .. token, 'm:' .. token)
+end
+"""
+
 # KEYS: z, h.  ARGV: token, units. Returns what was given back. No eviction, as in
-# MemoryWindows. A token given back whole leaves the window, so a later take under it counts.
+# MemoryWindows.
 _RELEASE_LUA = (
     _DECIMAL_LUA
+    + _FORGET_LUA
     + """
 local z, h, token, want = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local field = 'u:' .. token
@@ -195,11 +206,7 @@ if given ~= '0' then
   redis.call('HINCRBY', h, field, '-' .. given)
   redis.call('HINCRBY', h, '#total', '-' .. given)
 end
-if given == have then
-  local member = redis.call('HGET', h, 'm:' .. token)
-  if member then redis.call('ZREM', z, member) end
-  redis.call('HDEL', h, field, 't:' .. token, 'm:' .. token)
-end
+if given == have then forget(z, h, token) end
 return given
 """
 )
@@ -209,6 +216,7 @@ return given
 # holding no more than asked is left alone. A token left with nothing leaves the window.
 _KEEP_LUA = (
     _DECIMAL_LUA
+    + _FORGET_LUA
     + """
 local z, h, token, want = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local field = 'u:' .. token
@@ -217,9 +225,7 @@ if not have then return {'0', '0'} end
 if not lt(want, have) then return {have, have} end
 redis.call('HINCRBY', h, '#total', '-' .. have)
 if want == '0' then
-  local member = redis.call('HGET', h, 'm:' .. token)
-  if member then redis.call('ZREM', z, member) end
-  redis.call('HDEL', h, field, 't:' .. token, 'm:' .. token)
+  forget(z, h, token)
 else
   redis.call('HINCRBY', h, '#total', want)
   redis.call('HSET', h, field, want)

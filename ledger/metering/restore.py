@@ -74,7 +74,7 @@ def _restore_one(meter: Meter, windows: MemoryWindows, d: Decision, c: Completio
         for p, keep in zip(d.parts, kept_units(d.parts, c.actual_units), strict=True)
         if p.layer in FREE
     }
-    meter.release_free(d, [(layer, decided[layer] - keep) for layer, keep in kept.items()], at)
+    meter.keep_free(d, kept, at)
     charged = {x.layer: x.units for x in c.charges if x.layer in FREE}
     excess = {layer: units - kept.get(layer, 0) for layer, units in charged.items()}
     assert min(excess.values(), default=0) >= 0  # what a part kept is charged, excess beside

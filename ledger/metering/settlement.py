@@ -341,7 +341,7 @@ def _settle_batch(
         # so a settlement that then fails to commit and runs again gives back nothing twice.
         for item in settling:
             if item.book is not None:
-                meter.release_free(item.decision, item.book.free_releases, now)
+                meter.keep_free(item.decision, item.book.free_left, now)
 
     with meter.lock:
         meter.refresh()  # grants, customers and plans added by other processes

@@ -117,7 +117,7 @@ def test_the_rebuild_gives_back_what_a_completion_left_unused_by_itself(opener: 
     meter.publish_prices(price_book_from_data(book_data({"f": 2})))
     meter.add_customer("ann", "pro", T0)
     d = meter.decide("ann", "f", 60, "d", T0)
-    meter.release_free = lambda *args: None  # type: ignore[method-assign]  # never given back
+    meter.keep_free = lambda *args: None  # type: ignore[method-assign]  # never given back
     meter.complete(d.decision_id, 15, T0 + MINUTE)
     assert counted(meter, T0 + MINUTE)["ann|f|5h"][0] == 60
     again = Meter(opener())
