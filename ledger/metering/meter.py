@@ -19,6 +19,7 @@ from ledger.metering import accounts as acc
 from ledger.metering import settlement
 from ledger.metering.accounts import Code, TransferCode
 from ledger.metering.allocate import allocate_units
+from ledger.metering.calendar import period_bounds
 from ledger.metering.decision import Completion, Consulted, Decision, Part, Reason, Unblock
 from ledger.metering.errors import (
     GrantConflictError,
@@ -607,10 +608,8 @@ class Meter:
         ]
 
     def _allowance_view(self, r: _Request, layer: AllowanceLayer) -> AllowanceView:
-        from ledger.metering.calendar import period_bounds
-
         start, end = period_bounds(r.now, layer.period)
-        key = f"{r.customer.customer}|{r.feature}|allowance|{start}"
+        key = _allowance_key(r, start)
         [used] = self.windows.used([(key, end - start)], r.now)
         return AllowanceView(key, layer.amount, used, start, end)
 
@@ -827,6 +826,21 @@ class Meter:
                 allowance = self._allowance_view(r, layer)
         return _takes(windows, units.get("windows", 0), allowance, units.get("allowance", 0))
 
+    def forget_excess(self, r: _Request) -> None:
+        """Give back whatever an earlier attempt at settling `r`'s decision took for its excess
+        and never committed: shared windows (Redis) outlive a process killed between that take
+        and the commit, and the excess must be split on the room it really has, not charged to
+        money for units the windows still count for it. Reads no window: the keys follow from
+        the terms (an allowance's from `r.now`'s period)."""
+        token = f"{r.decision_id}:excess"
+        c = r.customer.customer
+        keys = [c + w.suffix for w in r.terms.windows]
+        for layer in r.fp.layers:
+            if isinstance(layer, AllowanceLayer):
+                keys.append(_allowance_key(r, period_bounds(r.now, layer.period)[0]))
+        for key in keys:
+            self.windows.keep(token, key, 0)
+
     def release_excess(self, decision_id: int, takes: list[WindowTake]) -> None:
         """Give back an excess's takes whose settlement did not commit."""
         for t in takes:
@@ -990,6 +1004,11 @@ def _rooms(
             names += [m.layer for m in slots]
             rooms += [m.room for m in slots]
     return names, rooms
+
+
+def _allowance_key(r: _Request, period_start: int) -> str:
+    """The window store's key of `r`'s allowance in the period starting at `period_start`."""
+    return f"{r.customer.customer}|{r.feature}|allowance|{period_start}"
 
 
 def _takes(

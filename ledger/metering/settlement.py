@@ -416,6 +416,7 @@ def _charge_excess(
 ) -> None:
     """The excess goes through the waterfall at `now`; what no layer covers is written off."""
     r = meter.request_for(d, now)
+    meter.forget_excess(r)  # a killed attempt's take is not room used
     windows, allowance, money = meter.views(r, funds.available)
     names, rooms = meter.rooms(r, windows, allowance, money)
     parts = dict(zip(names, fill_units(excess, rooms), strict=True))

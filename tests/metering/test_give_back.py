@@ -122,3 +122,26 @@ def given_back_once(meter: Meter) -> None:
     done = meter.complete(d.decision_id, 70, T0 + 2 * MINUTE)
     assert done.actual_units == 70
     assert counts(meter, T0 + 2 * MINUTE) == [70, 0]  # not 40: nothing given back twice
+
+
+def test_an_excess_taken_by_a_settlement_killed_before_its_commit_is_split_afresh(
+    tmp_path: Path, windows: WindowStore
+) -> None:
+    """Shared windows outlive a process killed between an excess's take and the commit (its
+    `finally` never runs): the retry must not count that take as used room and charge credits
+    for units the windows still hold for it."""
+    with SqliteStore(tmp_path / "m.db", synchronous="NORMAL") as store:
+        meter = meter_on(store, windows)
+        d = meter.decide("ann", "f", 90, "d", T0)  # windows 90
+        undo = on_settlement(meter, inside=True, effect=Died())
+        meter.release_excess = lambda *args: None  # type: ignore[method-assign]
+        with pytest.raises(Died):
+            meter.complete(d.decision_id, 130, T0 + MINUTE)  # excess 40: windows 10, allowance 30
+        undo()
+        assert meter.completion(d.decision_id) is None  # rolled back
+        assert counts(meter, T0 + MINUTE) == [100, 30]  # the dead attempt's excess, still taken
+        restarted = Meter(store, windows)
+        done = restarted.complete(d.decision_id, 130, T0 + 2 * MINUTE)
+    charged = {c.layer: c.units for c in done.charges}
+    assert charged == {"windows": 100, "allowance": 30}  # no credits for units already taken
+    assert counts(restarted, T0 + 2 * MINUTE) == [100, 30]
