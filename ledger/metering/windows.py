@@ -49,7 +49,7 @@ class _Log:
     hold only strings and ints: a dict of such atoms stays untracked by the garbage collector,
     where one holding fresh tuples would be re-tracked, and traversed again, on every insert."""
 
-    __slots__ = ("at", "entries", "length", "released", "total", "units")
+    __slots__ = ("at", "entries", "length", "newest", "released", "total", "units")
 
     def __init__(self, length: int) -> None:
         self.entries: deque[tuple[int, int, str]] = deque()
@@ -58,10 +58,7 @@ class _Log:
         self.released: dict[str, int] = {}
         self.total = 0
         self.length = length  # the longest length taken with (ns): when it is idle
-
-    def idle(self, now: int) -> bool:
-        """Nothing in it can count any more: its newest entry is a length old, or it has none."""
-        return not self.entries or self.entries[-1][0] <= now - self.length
+        self.newest = 0  # the latest time taken at, whether or not that entry is still kept
 
     def evict(self, cutoff: int) -> None:
         entries = self.entries
@@ -69,6 +66,14 @@ class _Log:
             _, units, token = entries.popleft()
             del self.at[token], self.units[token]
             self.total -= units - (self.released.pop(token, 0) if self.released else 0)
+
+    def clear(self) -> None:
+        """Hold nothing (a swept log, kept to serve another key)."""
+        self.entries.clear()
+        self.at.clear()
+        self.units.clear()
+        self.released.clear()
+        self.total = self.newest = 0
 
     def forget(self, token: str) -> None:
         """Drop a token whose units were all given back (rare: a linear scan is fine)."""
@@ -91,6 +96,8 @@ def _insert(log: _Log, token: str, units: int, now: int) -> None:
         entries.insert(at, entry)
     else:
         entries.append(entry)
+        if now > log.newest:
+            log.newest = now
     log.at[token] = now
     log.units[token] = units
     log.total += units
@@ -98,6 +105,7 @@ def _insert(log: _Log, token: str, units: int, now: int) -> None:
 
 SWEEP_EVERY = 65_536
 """Takes between two sweeps of the idle logs, at least (each sweep reads every log once)."""
+_NEVER = -(2**63)
 SWEEP_SLACK_NS = 60 * 10**9
 """How long past idle a log is kept, for requests stamped by a clock a little behind (as
 `RedisWindows` keeps a key `ttl_slack_ms` past its window)."""
@@ -107,10 +115,14 @@ class MemoryWindows:
     """Windows in this process's memory (one process; not shared, not durable).
 
     As Redis lets an idle window's key expire, every `sweep_every` takes (or as many takes as
-    there are logs, if more) drop the logs in which nothing can count any more (`_Log.idle`):
-    an allowance's key names its period, so without the sweep a long-running process would
-    keep one log per customer and period for ever. Dropping an idle log changes no answer: it
-    counts nothing and holds no token."""
+    there are logs, if more) drop the logs in which nothing has counted since the sweep before
+    (`sweep`): an allowance's key names its period, so without the sweep a long-running process
+    would keep one log per customer and period for ever. Dropping an idle log changes no
+    answer: it counts nothing and holds no token. A log is kept through the first sweep that
+    finds it idle so that a customer who comes back between sweeps finds their logs: made anew
+    on every visit, they would feed the garbage collector's oldest generation, whose full
+    collections traverse every log kept. For the same reason a dropped log is kept, emptied,
+    for the next new key (at most as many as the logs left)."""
 
     def __init__(
         self, *, sweep_every: int = SWEEP_EVERY, sweep_slack_ns: int = SWEEP_SLACK_NS
@@ -121,7 +133,9 @@ class MemoryWindows:
                 f"least 0 (not {sweep_slack_ns})"
             )
         self._logs: dict[str, _Log] = {}
+        self._spare: list[_Log] = []  # swept logs, emptied, to serve new keys
         self._sweep_every = self._until_sweep = sweep_every
+        self._swept_to = _NEVER  # the previous sweep's `now`, less the slack
         self._sweep_slack = sweep_slack_ns
 
     def _log(self, key: str, length_ns: int, now: int) -> _Log | None:
@@ -145,7 +159,7 @@ class MemoryWindows:
         for t in takes:
             log = self._logs.get(t.key)
             if log is None:
-                log = self._logs[t.key] = _Log(t.length_ns)
+                log = self._new_log(t.key, t.length_ns)
             else:
                 if log.entries:
                     log.evict(now - t.length_ns)
@@ -161,20 +175,40 @@ class MemoryWindows:
                 self._record(log, token, t, now)
         return True, used
 
+    def _new_log(self, key: str, length: int) -> _Log:
+        if self._spare:
+            log = self._spare.pop()
+            log.length = length
+        else:
+            log = _Log(length)
+        self._logs[key] = log
+        return log
+
     @staticmethod
     def _record(log: _Log, token: str, t: WindowTake, now: int) -> None:
         _insert(log, token, t.units, now)
         assert log.total <= t.limit  # M5
 
     def sweep(self, now: int) -> int:
-        """Drop the logs idle for the slack at `now`; returns how many were dropped. The next
-        sweep comes after `sweep_every` takes, or after as many takes as logs are left when
-        there are more: a sweep reads every log, so its cost per take stays constant."""
+        """Drop the logs in which nothing has counted since the previous sweep (by the slack:
+        nothing taken at or after the previous sweep's `now` less the slack can count, nor at
+        this `now` less the slack); returns how many were dropped. The next sweep comes after
+        `sweep_every` takes, or after as many takes as logs are left when there are more: a
+        sweep reads every log, so its cost per take stays constant."""
         cutoff = now - self._sweep_slack
-        idle = [key for key, log in self._logs.items() if log.idle(cutoff)]
+        idle_since = min(self._swept_to, cutoff)
+        self._swept_to = cutoff
+        logs, spare = self._logs, self._spare
+        # Written out rather than a method call: a sweep reads every log.
+        idle = [key for key, log in logs.items() if log.newest <= idle_since - log.length]
+        room = len(logs) - len(idle) - len(spare)
         for key in idle:
-            del self._logs[key]
-        self._until_sweep = max(self._sweep_every, len(self._logs))
+            log = logs.pop(key)
+            if room > 0:
+                log.clear()
+                spare.append(log)
+                room -= 1
+        self._until_sweep = max(self._sweep_every, len(logs))
         return len(idle)
 
     def restore(self, token: str, takes: Sequence[WindowTake], at: int) -> None:
@@ -184,7 +218,7 @@ class MemoryWindows:
         for t in takes:
             log = self._logs.get(t.key)
             if log is None:
-                log = self._logs[t.key] = _Log(t.length_ns)
+                log = self._new_log(t.key, t.length_ns)
             log.length = max(log.length, t.length_ns)
             if t.units and token not in log.at:
                 _insert(log, token, t.units, at)

@@ -549,37 +549,112 @@ def test_an_unreachable_server_raises_a_clear_error(redis_windows: Any) -> None:
 # --- memory windows: idle logs are swept -------------------------------------------------------
 
 
-def test_a_sweep_drops_only_the_logs_idle_past_the_slack() -> None:
+def test_a_sweep_drops_only_the_logs_idle_since_the_previous_sweep() -> None:
     length, slack = 5 * SECOND, 60 * SECOND
     w = MemoryWindows(sweep_every=10**9, sweep_slack_ns=slack)
     take1(w, "a", "old", 1, T, limit=9, length=length)
     take1(w, "b", "newer", 1, T + 1, limit=9, length=length)
     take1(w, "c", "long", 1, T, limit=9, length=10 * length)
-    take1(w, "d", "given back", 2, T + 1, limit=9, length=10 * length)
-    assert w.release("d", "given back", 2) == 2  # whole: no entry left
+    take1(w, "d", "given back", 2, T, limit=9, length=length)
+    assert w.release("d", "given back", 2) == 2  # whole: no entry left, but taken at T
     take1(w, "e", "grown", 1, T, limit=9, length=length)
     take1(w, "f", "grown", 1, T, limit=9, length=10 * length)  # idle after the longer length
-    assert w.sweep(T + length + slack - 1) == 1  # only the log with no entry
-    assert w.sweep(T + length + slack) == 1  # "old": its newest entry is idle for the slack
+    first = T + length + slack
+    assert w.sweep(first) == 0  # "old" is idle, but no sweep came before: it is kept once
+    assert w.sweep(first + 1) == 2  # idle at the previous sweep: "old" and "given back"
     assert sorted(w._logs) == ["grown", "long", "newer"]
     assert w.used([("newer", length), ("long", 10 * length)], T + length) == [1, 1]
+    assert take1(w, "g", "newer", 1, first + 2, limit=9, length=length)[0]  # came back
+    later = T + 10 * length + slack
+    assert w.sweep(later) == 0  # "newer" was taken since; the others were not idle at first + 1
+    assert w.sweep(later + 1) == 2  # "long" and "grown": idle at `later`
+    assert sorted(w._logs) == ["newer"]
+
+
+def test_a_sweep_behind_the_previous_one_drops_only_what_is_idle_at_its_own_time() -> None:
+    w = MemoryWindows(sweep_every=10**9, sweep_slack_ns=0)
+    take1(w, "a", "k", 1, T, limit=9, length=SECOND)
+    w.sweep(T + 10 * SECOND)
+    assert w.sweep(T + SECOND - 1) == 0  # a clock behind: "k" still counts there
+    assert w.used([("k", SECOND)], T + SECOND - 1) == [1]
 
 
 def test_a_take_sweeps_every_sweep_every_takes_or_every_log_count_if_more() -> None:
     w = MemoryWindows(sweep_every=3, sweep_slack_ns=0)
     take1(w, "a", "old", 1, T, limit=9, length=SECOND)
     take1(w, "b", "x", 1, T + SECOND, limit=9, length=SECOND)
+    take1(w, "c", "x", 1, T + SECOND, limit=9, length=SECOND)  # the third take sweeps: keeps
+    for token in "de":
+        take1(w, token, "x", 1, T + SECOND, limit=9, length=SECOND)
     assert "old" in w._logs
-    take1(w, "c", "x", 1, T + SECOND, limit=9, length=SECOND)  # the third take sweeps
+    take1(w, "f", "x", 1, T + SECOND, limit=9, length=SECOND)  # the sixth: "old" was idle
     assert "old" not in w._logs and "x" in w._logs
     many = MemoryWindows(sweep_every=2, sweep_slack_ns=0)
     assert many.take("a", [WindowTake(f"k{i}", 10 * SECOND, 9, 1) for i in range(6)], T)[0]
-    assert many.take("b", [WindowTake("k0", 10 * SECOND, 9, 1)], T)[0]  # sweeps: 6 logs left
-    for i in range(5):  # the other five are idle from T + 10 s, but 6 takes must pass first
-        assert many.take(f"c{i}", [WindowTake("k0", 10 * SECOND, 9, 1)], T + 20 * SECOND)[0]
+    later = T + 20 * SECOND  # the six logs are idle from T + 10 s
+    assert many.take("b", [WindowTake("k0", 10 * SECOND, 9, 1)], later)[0]  # sweeps: 6 left
+    for i in range(5):  # 6 takes must pass before the next sweep
+        assert many.take(f"c{i}", [WindowTake("k0", 10 * SECOND, 9, 1)], later)[0]
     assert len(many._logs) == 6
-    assert many.take("d", [WindowTake("k0", 10 * SECOND, 9, 1)], T + 20 * SECOND)[0]
+    assert many.take("d", [WindowTake("k0", 10 * SECOND, 9, 1)], later)[0]
     assert sorted(many._logs) == ["k0"]
+
+
+def test_a_customer_who_comes_back_between_sweeps_keeps_their_logs() -> None:
+    """Idle at every visit, but taken from between every two sweeps: never dropped, never made
+    anew (new logs feed the garbage collector)."""
+    w = MemoryWindows(sweep_every=10**9, sweep_slack_ns=0)
+    take1(w, "t0", "k", 1, T, limit=9, length=SECOND)
+    log = w._logs["k"]
+    for visit in range(1, 6):
+        now = T + visit * 10 * SECOND
+        assert w.sweep(now) == 0
+        assert take1(w, f"t{visit}", "k", 1, now, limit=9, length=SECOND) == (True, [0])
+        assert w._logs["k"] is log
+
+
+def test_swept_logs_serve_new_keys_emptied() -> None:
+    w = MemoryWindows(sweep_every=10**9, sweep_slack_ns=0)
+    assert take1(w, "t", "a0", 5, T, limit=9, length=SECOND)[0]
+    assert w.release("t", "a0", 2) == 2  # part given back: the log holds a released count
+    for i in range(1, 4):
+        take1(w, f"a{i}", f"a{i}", 1, T, limit=9, length=SECOND)
+    take1(w, "z", "z", 1, T + 10 * SECOND, limit=9, length=SECOND)
+    old = [w._logs[f"a{i}"] for i in range(4)]
+    w.sweep(T + 10 * SECOND)
+    assert w.sweep(T + 10 * SECOND) == 4  # the "a" logs; "z" was taken after the first sweep
+    assert len(w._spare) == 1  # at most as many as the logs left ("z")
+    now = T + 11 * SECOND
+    for i in range(4):
+        take1(w, f"b{i}", f"b{i}", 1, now, limit=9, length=SECOND)
+    reused = [i for i in range(4) if any(w._logs[f"b{i}"] is log for log in old)]
+    assert reused == [0] and not w._spare  # "a0"'s log serves "b0"
+    assert w.entries("b0", SECOND, now) == [(now, 1)]
+    assert take1(w, "t", "b0", 8, now, limit=9, length=SECOND) == (True, [1])
+    assert w.used([(f"b{i}", SECOND) for i in range(4)], now) == [9, 1, 1, 1]
+    assert w.release("t", "b0", 9) == 8  # the token "t" of "a0" left nothing behind
+
+
+def test_a_reused_log_is_idle_after_its_own_keys_length() -> None:
+    w = MemoryWindows(sweep_every=10**9, sweep_slack_ns=0)
+    take1(w, "a", "long", 1, T, limit=9, length=100 * SECOND)
+    take1(w, "b", "kept", 1, T + 200 * SECOND, limit=9, length=SECOND)
+    w.sweep(T + 200 * SECOND)
+    assert w.sweep(T + 200 * SECOND) == 1 and len(w._spare) == 1
+    take1(w, "c", "short", 1, T + 201 * SECOND, limit=9, length=SECOND)  # "long"'s log
+    w.sweep(T + 210 * SECOND)
+    assert w.sweep(T + 210 * SECOND) == 2  # "short" too: idle after 1 s, not 100 s
+
+
+def test_spare_logs_are_at_most_as_many_as_the_logs_left() -> None:
+    w = MemoryWindows(sweep_every=10**9, sweep_slack_ns=0)
+    for i in range(8):
+        take1(w, f"a{i}", f"a{i}", 1, T, limit=9, length=SECOND)
+    for i in range(3):
+        take1(w, f"b{i}", f"b{i}", 1, T + 10 * SECOND, limit=9, length=SECOND)
+    w.sweep(T + 10 * SECOND)
+    assert w.sweep(T + 10 * SECOND) == 8
+    assert len(w._logs) == 3 and len(w._spare) == 3
 
 
 _ops = st.lists(
@@ -615,6 +690,8 @@ def test_sweeping_after_every_take_changes_no_count(
     now = T
     for op, key, token, units, delta in ops:
         now += delta
+        if op != "take":
+            swept.sweep(now)  # a take sweeps first itself
         if op == "take":
             take = [WindowTake(key, length[key], 6, units)]
             assert swept.take(token, take, now) == kept.take(token, take, now)
