@@ -214,12 +214,13 @@ def serve(
 
     Example: tollgate serve --db sqlite:///tollgate.db --port 8080
     """
+    from ledger.api.serve import ServerConflictError
     from ledger.api.serve import serve as run_server
     from ledger.store import StoreError
 
     try:
         run_server(db, redis, host, port, settle_interval_s=settle_interval)
-    except (StoreError, ValueError) as exc:
+    except (StoreError, ValueError, ServerConflictError) as exc:
         _fail(str(exc))
 
 

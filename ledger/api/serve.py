@@ -1,6 +1,8 @@
 """`tollgate serve`: open the store, build the Meter (MemoryWindows, or RedisWindows shared by
 every server on the same Redis), create the app and run it on uvicorn, one process, with the
-settlement worker as an asyncio task on the server's event loop.
+settlement worker as an asyncio task on the server's event loop. A server with windows in its
+own memory serves its database alone; servers sharing Redis windows may be many
+(`hold_servers_lock`).
 
 Also `create_key`, what `tollgate keys create` runs, and `main`, run by `python -m ledger.api`:
 the same server without the CLI (the end-to-end tests and bench/http.py start it that way).
@@ -13,7 +15,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from ledger.api.app import create_app
@@ -36,7 +38,36 @@ ADMIN_KEY_ENV = "TOLLGATE_ADMIN_KEY"
 """Optional: a key (`tg_` and at least 32 more characters) that `serve` accepts as an admin key
 without storing it, e.g. to bootstrap a `memory://` store, which no other process can reach."""
 BOOTSTRAP_KEY_LENGTH_MIN = 35
+SERVERS_LOCK = "serve"
+"""The lock every `tollgate serve` holds on its database: exclusive with windows in its own
+memory, shared with windows in Redis (`Store.hold_lock`)."""
 log = logging.getLogger("tollgate.serve")
+
+
+class ServerConflictError(Exception):
+    """Another `tollgate serve` on the same database makes this one unsafe; nothing was served."""
+
+
+def hold_servers_lock(meter: Meter, db_url: str, *, shared_windows: bool) -> Callable[[], None]:
+    """Refuse to serve beside a server whose rate windows the other cannot see: windows kept in
+    a process's own memory count only that process's decisions, so two servers with them (or
+    one with them beside servers sharing Redis) would each let a customer use the full limits.
+    Servers sharing Redis windows may be many."""
+    release = meter.store.hold_lock(SERVERS_LOCK, shared=shared_windows)
+    if release is not None:
+        return release
+    where = _describe(db_url)
+    if shared_windows:
+        raise ServerConflictError(
+            f"a `tollgate serve` keeping its rate windows in its own memory is serving {where}; "
+            "servers that share a database must all keep their windows in Redis: stop that "
+            "server and start it again with --redis URL"
+        )
+    raise ServerConflictError(
+        f"another `tollgate serve` is serving {where}; a server keeping its rate windows in its "
+        "own memory must be the only one (two would each count only their own decisions and "
+        "let customers past their limits): stop the other, or run every server with --redis URL"
+    )
 
 
 def open_meter(
@@ -133,6 +164,7 @@ def serve(
         raise ValueError(f"{ADMIN_KEY_ENV} must be `tg_` and at least 32 more characters")
     meter = open_meter(db_url, redis_url)
     try:
+        hold_servers_lock(meter, db_url, shared_windows=bool(redis_url))  # until the store closes
         keyring = Keyring(meter)
         if admin_key is not None:
             keyring.add(admin_key, Principal(key_hash(admin_key)[:12], Role.ADMIN))
@@ -176,11 +208,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--settle-interval", type=float, default=0.5)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    serve(
-        args.db,
-        args.redis,
-        args.host,
-        args.port,
-        settle_interval_s=args.settle_interval,
-        log_level=args.log_level,
-    )
+    try:
+        serve(
+            args.db,
+            args.redis,
+            args.host,
+            args.port,
+            settle_interval_s=args.settle_interval,
+            log_level=args.log_level,
+        )
+    except ServerConflictError as exc:
+        sys.exit(f"tollgate: {exc}")

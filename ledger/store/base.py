@@ -86,6 +86,13 @@ class TxView(Protocol):
 
 
 Build = Callable[[TxView], tuple[Sequence[Account | Transfer], Then | None]]
+Release = Callable[[], None]
+"""Gives up a lock `Store.hold_lock` granted; calling it again does nothing."""
+
+
+def check_lock_name(name: str) -> None:
+    if not (name and len(name) <= 32 and name.isascii() and name.replace("-", "").isalnum()):
+        raise ValueError(f"a lock's name is 1 to 32 letters, digits or '-', not {name!r}")
 
 
 class Store(ABC):
@@ -168,6 +175,16 @@ class Store(ABC):
     @abstractmethod
     def verify_chain(self) -> ChainReport:
         """Recompute the journal's hash chain; names the first entry that does not match."""
+
+    def hold_lock(self, name: str, *, shared: bool) -> Release | None:
+        """Take the lock `name` on this database until the returned release is called, the
+        store is closed or the process ends, however it ends; None, holding nothing, when it
+        cannot be had: another
+        holder has it exclusively, or it is asked exclusively and anyone holds it. Not a write
+        lock: for processes that must know who else works on the same database (`tollgate
+        serve`). The memory store, which no other process can reach, grants every lock."""
+        check_lock_name(name)
+        return lambda: None
 
     @abstractmethod
     def close(self) -> None:

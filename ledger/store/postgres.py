@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import hashlib
 import os
 import random
 import time
@@ -37,9 +38,11 @@ from ledger.core.types import AccountBalance, PendingStatus
 from ledger.store.base import (
     Build,
     NotATollgateDatabaseError,
+    Release,
     SchemaTooNewError,
     StoreError,
     StoreUnavailableError,
+    check_lock_name,
 )
 from ledger.store.chain import GENESIS
 from ledger.store.sql import (
@@ -202,6 +205,7 @@ class PostgresStore(SqlStore):
 
     def __init__(self, url: str, *, retries: int = RETRIES_MAX) -> None:
         self._conninfo = url
+        self._lock_conns: list[psycopg.Connection[Any]] = []  # holding `hold_lock`'s locks
         self._password, self.name = describe(url)
         self.retries = retries
         self._closed = False
@@ -281,8 +285,34 @@ class PostgresStore(SqlStore):
         inside = [i for i in ids if INT64_MIN <= i <= INT64_MAX]
         return f"{column} = ANY(%s::bigint[])", [_bigint_array(inside)]
 
+    def hold_lock(self, name: str, *, shared: bool) -> Release | None:
+        """A session advisory lock on a connection of its own, kept open while it is held: the
+        server releases it when that connection ends (the process ended, or the server
+        restarted)."""
+        check_lock_name(name)
+        conn = self._connect(autocommit=True)
+        take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        key = int.from_bytes(hashlib.sha256(f"tollgate:{name}".encode()).digest()[:8], "big")
+        try:
+            row = conn.execute(f"SELECT {take}(%s)", (key - 2**63,)).fetchone()
+        except psycopg.Error as exc:
+            conn.close()
+            raise self._failure(exc, "lock") from exc
+        if not row or not row[0]:
+            conn.close()
+            return None
+        self._lock_conns.append(conn)  # kept: a connection collected would drop the lock
+        return lambda: self._unlock(conn)
+
+    def _unlock(self, conn: psycopg.Connection[Any]) -> None:
+        if conn in self._lock_conns:
+            self._lock_conns.remove(conn)
+            conn.close()
+
     def close(self) -> None:
         self._closed = True
+        for conn in list(self._lock_conns):
+            self._unlock(conn)
         self._conn.close()
 
     # --- bulk writes: one statement per table, not one per row ---------------------------------
@@ -333,12 +363,12 @@ class PostgresStore(SqlStore):
 
     # --- connection and errors -----------------------------------------------------------------
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _connect(self, *, autocommit: bool = False) -> psycopg.Connection[Any]:
         params: dict[str, Any] = conninfo_to_dict(self._conninfo)
         params.setdefault("connect_timeout", str(CONNECT_TIMEOUT_SECONDS))
         params.setdefault("application_name", APPLICATION)
         try:
-            return psycopg.connect(autocommit=False, prepare_threshold=2, **params)
+            return psycopg.connect(autocommit=autocommit, prepare_threshold=2, **params)
         except psycopg.Error as exc:
             raise StoreUnavailableError(
                 f"cannot connect to {self.name}: {self._scrub(exc)}; check that the server is "

@@ -9,6 +9,8 @@ Tollgate database, or one written by a newer version, fails before anything is w
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,9 +19,11 @@ from urllib.parse import quote
 
 from ledger.store.base import (
     NotATollgateDatabaseError,
+    Release,
     SchemaTooNewError,
     StoreError,
     StoreUnavailableError,
+    check_lock_name,
 )
 from ledger.store.chain import GENESIS
 from ledger.store.sql import CLOCK_ROW, SCHEMA_VERSION, SqlStore
@@ -95,6 +99,7 @@ class SqliteStore(SqlStore):
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         self.path = Path(path)
+        self._lock_fds: set[int] = set()  # the flocks `hold_lock` granted
         mode = _synchronous(synchronous)  # refuse a bad argument before any file exists
         _check_header(self.path)
         self._closed = False
@@ -156,8 +161,35 @@ class SqliteStore(SqlStore):
         # More ids than parameters: match through a JSON array instead.
         return f"{column} IN (SELECT value FROM json_each(?))", [_json_list(ids)]
 
+    def hold_lock(self, name: str, *, shared: bool) -> Release | None:
+        """An flock on the file `<database>-<name>.lock` beside the database, made on first
+        use: the kernel releases it when the process ends."""
+        check_lock_name(name)
+        path = self.path.with_name(f"{self.path.name}-{name}.lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreUnavailableError(
+                f"cannot open the lock file {path} ({exc.strerror}); open the store as a user "
+                "who may write the database's folder"
+            ) from exc
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        self._lock_fds.add(fd)
+        return lambda: self._unlock(fd)
+
+    def _unlock(self, fd: int) -> None:
+        if fd in self._lock_fds:  # once: the number may belong to another file afterwards
+            self._lock_fds.remove(fd)
+            os.close(fd)  # gives up its flock
+
     def close(self) -> None:
         self._closed = True
+        for fd in list(self._lock_fds):
+            self._unlock(fd)
         self._db.close()
 
 

@@ -6,7 +6,8 @@ server's background worker, balances, history, audit, metrics), checking every n
 Once on SQLite with windows in the server's memory, once on PostgreSQL with Redis windows
 (a throwaway cluster and redis-server on loopback; skipped where their binaries are missing,
 failed under CI=true). And a server on SQLite killed with SIGKILL: restarted, its memory windows
-still count what was taken before.
+still count what was taken before. And which servers may serve one database together: one with
+memory windows alone, any number sharing Redis.
 """
 
 from __future__ import annotations
@@ -43,18 +44,25 @@ ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 30.0
 
 
-@contextlib.contextmanager
-def served(
-    db_url: str, redis_url: str | None = None
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The server in a subprocess; yields its base URL once /readyz answers 200."""
-    port = free_port()
+def _server_command(
+    db_url: str, redis_url: str | None, port: int
+) -> tuple[list[str], dict[str, str]]:
     argv = [sys.executable, "-m", "ledger.api", "--db", db_url, "--port", str(port)]
     argv += ["--settle-interval", "0.1", "--log-level", "warning"]
     if redis_url:
         argv += ["--redis", redis_url]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("TOLLGATE_ADMIN_KEY", None)
+    return argv, env
+
+
+@contextlib.contextmanager
+def served(
+    db_url: str, redis_url: str | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The server in a subprocess; yields its base URL once /readyz answers 200."""
+    port = free_port()
+    argv, env = _server_command(db_url, redis_url, port)
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(tempfile.TemporaryFile())
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stderr=log)
@@ -335,6 +343,31 @@ def test_a_killed_server_still_counts_what_its_windows_took(tmp_path: Path) -> N
     assert "windows in this process (rebuilt from 1 recorded decision(s))" in log
 
 
+def refused(db_url: str, redis_url: str | None = None) -> str:
+    """What a server that must not start beside the running ones prints; it exits with 1."""
+    argv, env = _server_command(db_url, redis_url, free_port())
+    done = subprocess.run(
+        argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60
+    )
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    return done.stderr.decode()
+
+
+def test_a_second_server_beside_one_with_memory_windows_is_refused(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Two servers each with their own memory windows would each let a customer take the whole
+    of every window; one sharing Redis beside them would not see theirs either."""
+    db_url = f"sqlite:///{tmp_path / 'tollgate.db'}"
+    with served(db_url) as (base, process):
+        assert "must be the only one" in refused(db_url)
+        assert "must all keep their windows in Redis" in refused(db_url, redis_url)
+        assert httpx.get(base + "/readyz", timeout=5).status_code == 200  # still serving
+        stop(process)
+    with served(db_url) as (_, process):  # once stopped, its lock is gone
+        stop(process)
+
+
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
     require_psycopg()
@@ -362,3 +395,14 @@ def test_serve_on_postgres_with_redis_end_to_end(pg_url: str, redis_url: str) ->
     with served(pg_url, redis_url) as (base, process):
         run_flow(base, admin_key)
         stop(process)
+
+
+def test_servers_sharing_redis_windows_serve_one_database_together(
+    pg_url: str, redis_url: str
+) -> None:
+    with served(pg_url, redis_url) as (first, one), served(pg_url, redis_url) as (second, two):
+        for base in (first, second):
+            assert httpx.get(base + "/readyz", timeout=5).status_code == 200
+        assert "must be the only one" in refused(pg_url)  # memory windows beside them
+        stop(one)
+        stop(two)

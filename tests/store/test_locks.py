@@ -1,0 +1,144 @@
+"""`Store.hold_lock`: a named lock on a database, exclusive or shared, held until released or
+until the holding process ends, however it ends. On SQLite (an flock beside the file) and on
+PostgreSQL (a session advisory lock); the memory store, which no other process reaches, grants
+every lock."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger.store import MemoryStore, SqliteStore, Store
+
+ROOT = Path(__file__).resolve().parents[2]
+OpenStore = Callable[[], Store]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, OpenStore]]:
+    """(URL, a factory of stores all on that one database); the stores are closed afterwards."""
+    opened: list[Store] = []
+    if request.param == "sqlite":
+        path = tmp_path / "locks.db"
+        url = f"sqlite:///{path}"
+
+        def make() -> Store:
+            return SqliteStore(path)
+
+    else:
+        from ledger.store.postgres import PostgresStore
+
+        url = request.getfixturevalue("postgres_database")()
+
+        def make() -> Store:
+            return PostgresStore(url)
+
+    def opening() -> Store:
+        store = make()
+        opened.append(store)
+        return store
+
+    yield url, opening
+    for store in opened:
+        store.close()
+
+
+def test_an_exclusive_lock_excludes_every_other_holder(database: tuple[str, OpenStore]) -> None:
+    _, open_store = database
+    one, two = open_store(), open_store()
+    release = one.hold_lock("serve", shared=False)
+    assert release is not None
+    assert two.hold_lock("serve", shared=False) is None
+    assert two.hold_lock("serve", shared=True) is None
+    assert two.hold_lock("other", shared=False) is not None  # another name, another lock
+    release()
+    release()  # twice: nothing more
+    again = two.hold_lock("serve", shared=False)
+    assert again is not None
+    again()
+
+
+def test_shared_locks_go_together_and_keep_an_exclusive_one_out(
+    database: tuple[str, OpenStore],
+) -> None:
+    _, open_store = database
+    one, two, three = open_store(), open_store(), open_store()
+    first, second = one.hold_lock("serve", shared=True), two.hold_lock("serve", shared=True)
+    assert first is not None and second is not None
+    assert three.hold_lock("serve", shared=False) is None
+    first()
+    assert three.hold_lock("serve", shared=False) is None  # the second still holds it
+    second()
+    assert three.hold_lock("serve", shared=False) is not None
+
+
+def test_a_killed_holder_holds_nothing(database: tuple[str, OpenStore]) -> None:
+    url, open_store = database
+    code = (
+        "import sys, time\n"
+        "from ledger.store import store_from_url\n"
+        "store = store_from_url(sys.argv[1])\n"
+        "assert store.hold_lock('serve', shared=False) is not None\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, url], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "held\n"
+        store = open_store()
+        assert store.hold_lock("serve", shared=True) is None
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        release = _eventually(lambda: store.hold_lock("serve", shared=False))
+        assert release is not None
+        release()
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _eventually(take: Callable[[], Callable[[], None] | None]) -> Callable[[], None] | None:
+    """PostgreSQL notices a dead client's connection a moment after the process is gone."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while (got := take()) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return got
+
+
+def test_the_memory_store_grants_every_lock() -> None:
+    store = MemoryStore()
+    assert store.hold_lock("serve", shared=False) is not None
+    assert store.hold_lock("serve", shared=False) is not None
+
+
+@pytest.mark.parametrize("name", ["", "../x", "a b", "x" * 33, "é"])
+def test_a_lock_name_outside_letters_digits_and_dashes_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="lock's name"):
+        MemoryStore().hold_lock(name, shared=False)
+
+
+def test_a_lock_is_held_until_released_or_the_store_closed_even_if_its_release_is_dropped(
+    database: tuple[str, OpenStore],
+) -> None:
+    import gc
+
+    _, open_store = database
+    one, two = open_store(), open_store()
+    assert one.hold_lock("serve", shared=False) is not None  # its release not kept
+    gc.collect()
+    assert two.hold_lock("serve", shared=True) is None
+    one.close()
+    release = _eventually(lambda: two.hold_lock("serve", shared=False))
+    assert release is not None
+    release()
