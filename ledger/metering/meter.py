@@ -815,7 +815,9 @@ class Meter:
 
     def free_takes(self, d: Decision, now: int, units: dict[str, int]) -> list[WindowTake]:
         """The window and allowance takes of `units` (by layer: "windows", "allowance") of
-        decision `d`'s feature and plan version at `now`."""
+        decision `d`'s feature and plan version at `now`. Its windows are read, as deciding
+        read them: what has expired by `now` under these terms' lengths is evicted (a window a
+        later plan version makes longer would count it again)."""
         r = self.request_for(d, now)
         windows: list[WindowView] = []
         allowance: AllowanceView | None = None
@@ -868,6 +870,8 @@ class Meter:
             units = kept.get(layer.kind)
             if units is None or units >= decided.get(layer.kind, 0):
                 continue
+            # Read through the views, as settling always did: they evict what expired under
+            # the decision's terms before anything is given back.
             if isinstance(layer, WindowsLayer):
                 for w in self._window_views(r):
                     self.windows.keep(token, w.key, units * w.weight)

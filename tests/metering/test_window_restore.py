@@ -186,3 +186,28 @@ def test_a_completion_settled_before_its_time_was_kept_counts_from_its_decision(
     again = Meter(meter.store)
     excess = [e for e in counted(again, now)["ann|f|5h"][1] if e[2].endswith(":excess")]
     assert excess == [(d3.now, 10, f"{d3.decision_id}:excess")]
+
+
+def test_the_rebuild_evicts_as_deciding_did_when_a_later_version_lengthens_a_window(
+    opener: Opener,
+) -> None:
+    """Deciding under version 1 (a 10-minute window) evicted what had expired under it; version
+    2 makes the same window 5 hours long, and a rebuild must not bring the evicted entry back
+    into it."""
+    meter = Meter(opener())
+    short = feature(windows_layer(window("w", "10m", 100)), CREDITS)
+    long = feature(windows_layer(window("w", "5h", 100)), CREDITS)
+    meter.publish_plan(plan_from_data(plan_data({"f": short}, effective_from=T0 - DAY)))
+    meter.publish_plan(plan_from_data(plan_data({"f": long}, version=2, effective_from=T0 + HOUR)))
+    meter.publish_prices(price_book_from_data(book_data({"f": 2})))
+    meter.add_customer("ann", "pro", T0 - DAY)
+    meter.purchase("ann", 10**6, "p", T0 - DAY)
+    meter.decide("ann", "f", 30, "a", T0)
+    meter.decide("ann", "f", 5, "b", T0 + 30 * MINUTE)  # evicts "a" from the 10-minute window
+    later = meter.decide("ann", "f", 1, "c", T0 + 2 * HOUR)  # version 2
+    assert later.plan_version == 2
+    now = T0 + 2 * HOUR
+    assert meter.windows.used([("ann|f|w", 5 * HOUR)], now) == [6]
+    again = Meter(opener())
+    assert again.restored == 3
+    assert again.windows.used([("ann|f|w", 5 * HOUR)], now) == [6]
