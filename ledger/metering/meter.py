@@ -159,6 +159,9 @@ class Meter:
         self._shared = not isinstance(self.tables, MemoryTables)
         self.registry = MemoryRegistry()
         self._terms_cache: dict[tuple[str, str], Terms] = {}
+        # (plan, version, feature, price version, price) -> the terms decisions made under them
+        # are completed and rebuilt with
+        self._locked_terms: dict[tuple[str, int, str, int, int], Terms] = {}
         self._lock = threading.RLock()
         self._apply(acc.platform_accounts(), 0, lambda cur: self.tables.setup(cur))
         self.reload()
@@ -879,14 +882,22 @@ class Meter:
                 self.windows.keep(token, self._allowance_view(r, layer).key, units)
 
     def request_for(self, d: Decision, now: int) -> _Request:
+        """`d` again at `now` under the terms it was decided with (its plan version, its
+        locked price)."""
         plan = next(p for p in self.registry.plans[d.plan] if p.version == d.plan_version)
+        locked = (d.plan, d.plan_version, d.feature, d.price_version, d.price)
+        terms = self._locked_terms.get(locked)
+        if terms is None or terms.plan is not plan:  # a version published again is compiled anew
+            terms = self._locked_terms[locked] = locked_terms(
+                plan, d.feature, d.price_version, d.price
+            )
         return _Request(
             self._customer(d.customer),
             d.feature,
             d.units,
             d.key,
             now,
-            locked_terms(plan, d.feature, d.price_version, d.price),
+            terms,
             d.timeout,
             d.decision_id,
         )

@@ -22,6 +22,7 @@ from ledger.metering import (
     InvalidRequestError,
     Meter,
     UnknownDecisionError,
+    plan_from_data,
 )
 from ledger.metering import accounts as acc
 from ledger.metering.accounts import Code
@@ -39,6 +40,7 @@ from .fixtures import (
     feature,
     ledger_snapshot,
     make_meter,
+    plan_data,
     platform,
     snapshot,
     window,
@@ -464,3 +466,19 @@ def test_random_decisions_and_completions_keep_the_books_exact(
         assert a.debits_posted + a.debits_pending <= a.credits_posted  # L1 / M4
         assert a.debits_posted + platform(meter, Code.WRITE_OFF).debits_posted == priced  # M1
         assert_double_entry(meter)
+
+
+def test_a_completion_after_its_plan_version_is_published_again_reads_the_new_one() -> None:
+    """The terms completions run under are compiled once per plan version and price, and again
+    when that version is published anew (the registry then holds another plan)."""
+    meter = make_meter({F: feature(windows_layer(window("5h", "5h", 100)), CREDITS)}, {F: PRICE})
+    for name in ("ann", "bob"):
+        meter.add_customer(name, "pro", T0)
+        meter.purchase(name, BALANCE, f"p-{name}", T0)
+    first = meter.decide("ann", F, 5, "k", T0)
+    meter.complete(first.decision_id, 50, T0 + MINUTE)  # compiles version 1's terms
+    d = meter.decide("bob", F, 5, "k", T0)
+    smaller = feature(windows_layer(window("5h", "5h", W)), CREDITS)
+    meter.publish_plan(plan_from_data(plan_data({F: smaller})))  # version 1 again, limit 10
+    done = meter.complete(d.decision_id, 50, T0 + MINUTE)
+    assert {c.layer: c.units for c in done.charges} == {"windows": W, "credits": 50 - W}
