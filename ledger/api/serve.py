@@ -32,7 +32,7 @@ from ledger.api.auth import (
 )
 from ledger.metering import Meter
 from ledger.metering.windows import MemoryWindows, WindowStore
-from ledger.store import store_from_url
+from ledger.store import Store, store_from_url
 
 ADMIN_KEY_ENV = "TOLLGATE_ADMIN_KEY"
 """Optional: a key (`tg_` and at least 32 more characters) that `serve` accepts as an admin key
@@ -48,12 +48,12 @@ class ServerConflictError(Exception):
     """Another `tollgate serve` on the same database makes this one unsafe; nothing was served."""
 
 
-def hold_servers_lock(meter: Meter, db_url: str, *, shared_windows: bool) -> Callable[[], None]:
+def hold_servers_lock(store: Store, db_url: str, *, shared_windows: bool) -> Callable[[], None]:
     """Refuse to serve beside a server whose rate windows the other cannot see: windows kept in
     a process's own memory count only that process's decisions, so two servers with them (or
     one with them beside servers sharing Redis) would each let a customer use the full limits.
     Servers sharing Redis windows may be many."""
-    release = meter.store.hold_lock(SERVERS_LOCK, shared=shared_windows)
+    release = store.hold_lock(SERVERS_LOCK, shared=shared_windows)
     if release is not None:
         return release
     where = _describe(db_url)
@@ -76,17 +76,22 @@ def open_meter(
     *,
     redis_prefix: str = "tollgate:",
     decides: bool = True,
+    serves: bool = False,
 ) -> Meter:
     """The store at `db_url` (created on first use for SQLite) with its Meter; windows in Redis
     when `redis_url` is given, else in this process's memory, rebuilt from the database. A
-    meter that `decides` nothing (the key commands) gets empty windows: nothing is rebuilt."""
+    meter that `decides` nothing (the key commands) gets empty windows: nothing is rebuilt.
+    A meter that `serves` holds the servers' lock (`hold_servers_lock`) until its store closes,
+    taken once the store is open: refused, it has not set up its tables nor rebuilt windows."""
     store = store_from_url(db_url)
-    windows: WindowStore | None = None if decides else MemoryWindows()
-    if redis_url:
-        from ledger.metering.redis_windows import RedisWindows
-
-        windows = RedisWindows.from_url(redis_url, prefix=redis_prefix)
     try:
+        if serves:
+            hold_servers_lock(store, db_url, shared_windows=bool(redis_url))
+        windows: WindowStore | None = None if decides else MemoryWindows()
+        if redis_url:
+            from ledger.metering.redis_windows import RedisWindows
+
+            windows = RedisWindows.from_url(redis_url, prefix=redis_prefix)
         return Meter(store, windows)
     except BaseException:
         store.close()
@@ -162,9 +167,8 @@ def serve(
         not admin_key.startswith(KEY_PREFIX) or len(admin_key) < BOOTSTRAP_KEY_LENGTH_MIN
     ):
         raise ValueError(f"{ADMIN_KEY_ENV} must be `tg_` and at least 32 more characters")
-    meter = open_meter(db_url, redis_url)
+    meter = open_meter(db_url, redis_url, serves=True)
     try:
-        hold_servers_lock(meter, db_url, shared_windows=bool(redis_url))  # until the store closes
         keyring = Keyring(meter)
         if admin_key is not None:
             keyring.add(admin_key, Principal(key_hash(admin_key)[:12], Role.ADMIN))

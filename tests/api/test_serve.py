@@ -13,6 +13,7 @@ memory windows alone, any number sharing Redis.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import re
 import signal
@@ -366,6 +367,22 @@ def test_a_second_server_beside_one_with_memory_windows_is_refused(
         stop(process)
     with served(db_url) as (_, process):  # once stopped, its lock is gone
         stop(process)
+
+
+def test_a_refused_server_opens_no_meter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock comes before the meter: a refused server sets up and rebuilds nothing."""
+    # `ledger.api.serve` is also the name of the function the package exports.
+    serve_module = importlib.import_module("ledger.api.serve")
+    db_url = f"sqlite:///{tmp_path / 'tollgate.db'}"
+    first = serve_module.open_meter(db_url, serves=True)
+    built: list[object] = []
+    with monkeypatch.context() as patched:
+        patched.setattr(serve_module, "Meter", lambda *args: built.append(args))
+        with pytest.raises(serve_module.ServerConflictError, match="must be the only one"):
+            serve_module.open_meter(db_url, serves=True)
+    assert built == []
+    serve_module.close_meter(first)
+    serve_module.close_meter(serve_module.open_meter(db_url, serves=True))  # its lock is gone
 
 
 @pytest.fixture(scope="module")
