@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from ledger.api.app import create_app
@@ -48,14 +48,14 @@ class ServerConflictError(Exception):
     """Another `tollgate serve` on the same database makes this one unsafe; nothing was served."""
 
 
-def hold_servers_lock(store: Store, db_url: str, *, shared_windows: bool) -> Callable[[], None]:
-    """Refuse to serve beside a server whose rate windows the other cannot see: windows kept in
-    a process's own memory count only that process's decisions, so two servers with them (or
-    one with them beside servers sharing Redis) would each let a customer use the full limits.
-    Servers sharing Redis windows may be many."""
-    release = store.hold_lock(SERVERS_LOCK, shared=shared_windows)
-    if release is not None:
-        return release
+def hold_servers_lock(store: Store, db_url: str, *, shared_windows: bool) -> None:
+    """Hold the servers' lock until `store` closes, or refuse to serve beside a server whose
+    rate windows the other cannot see: windows kept in a process's own memory count only that
+    process's decisions, so two servers with them (or one with them beside servers sharing
+    Redis) would each let a customer use the full limits. Servers sharing Redis windows may be
+    many."""
+    if store.hold_lock(SERVERS_LOCK, shared=shared_windows) is not None:
+        return
     where = _describe(db_url)
     if shared_windows:
         raise ServerConflictError(

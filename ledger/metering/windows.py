@@ -107,8 +107,9 @@ SWEEP_EVERY = 65_536
 """Takes between two sweeps of the idle logs, at least (each sweep reads every log once)."""
 _NEVER = -(2**63)
 SWEEP_SLACK_NS = 60 * 10**9
-"""How long past idle a log is kept, for requests stamped by a clock a little behind (as
-`RedisWindows` keeps a key `ttl_slack_ms` past its window)."""
+"""How long past idle a log is kept at least (and until a second sweep finds it idle), for
+requests stamped by a clock a little behind (as `RedisWindows` keeps a key `ttl_slack_ms` past
+its window)."""
 
 
 class MemoryWindows:
@@ -140,8 +141,9 @@ class MemoryWindows:
 
     def _log(self, key: str, length_ns: int, now: int) -> _Log | None:
         """The key's log with what has expired by `now` evicted (None: never taken from, or
-        swept). An emptied log is kept until a sweep finds it idle: dropping and re-creating
-        logs on every decision would feed the garbage collector's oldest generation."""
+        swept). An emptied log is kept until a sweep finds it idle since the sweep before:
+        dropping and re-creating logs on every decision would feed the garbage collector's
+        oldest generation."""
         log = self._logs.get(key)
         if log is not None and log.entries:
             log.evict(now - length_ns)

@@ -179,10 +179,10 @@ class Store(ABC):
     def hold_lock(self, name: str, *, shared: bool) -> Release | None:
         """Take the lock `name` on this database until the returned release is called, the
         store is closed or the process ends, however it ends; None, holding nothing, when it
-        cannot be had: another
-        holder has it exclusively, or it is asked exclusively and anyone holds it. Not a write
-        lock: for processes that must know who else works on the same database (`tollgate
-        serve`). The memory store, which no other process can reach, grants every lock."""
+        cannot be had: another holder has it exclusively, or it is asked exclusively and anyone
+        holds it. Not a write lock: for processes that must know who else works on the same
+        database (`tollgate serve`). The memory store, which no other process can reach, grants
+        every lock."""
         check_lock_name(name)
         return lambda: None
 
