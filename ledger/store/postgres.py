@@ -25,8 +25,10 @@ import getpass
 import hashlib
 import os
 import random
+import select
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -205,7 +207,8 @@ class PostgresStore(SqlStore):
 
     def __init__(self, url: str, *, retries: int = RETRIES_MAX) -> None:
         self._conninfo = url
-        self._lock_conns: list[psycopg.Connection[Any]] = []  # holding `hold_lock`'s locks
+        self._locks: list[_HeldLock] = []  # `hold_lock`'s, each on a connection of its own
+        self._lost_lock: str | None = None  # why this store refuses to go on, once it must
         self._password, self.name = describe(url)
         self.retries = retries
         self._closed = False
@@ -287,9 +290,18 @@ class PostgresStore(SqlStore):
 
     def hold_lock(self, name: str, *, shared: bool) -> Release | None:
         """A session advisory lock on a connection of its own, kept open while it is held: the
-        server releases it when that connection ends (the process ended, or the server
-        restarted)."""
+        server releases it when that connection ends (the process ended, the server restarted,
+        the session was ended). A lock lost with its connection is taken again before this
+        store's next transaction (`_keep_locks`)."""
         check_lock_name(name)
+        conn = self._take_lock(name, shared)
+        if conn is None:
+            return None
+        held = _HeldLock(name, shared, conn)
+        self._locks.append(held)  # kept: a connection collected would drop the lock
+        return lambda: self._unlock(held)
+
+    def _take_lock(self, name: str, shared: bool) -> psycopg.Connection[Any] | None:
         conn = self._connect(autocommit=True)
         take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         key = int.from_bytes(hashlib.sha256(f"tollgate:{name}".encode()).digest()[:8], "big")
@@ -301,18 +313,40 @@ class PostgresStore(SqlStore):
         if not row or not row[0]:
             conn.close()
             return None
-        self._lock_conns.append(conn)  # kept: a connection collected would drop the lock
-        return lambda: self._unlock(conn)
+        return conn
 
-    def _unlock(self, conn: psycopg.Connection[Any]) -> None:
-        if conn in self._lock_conns:
-            self._lock_conns.remove(conn)
-            conn.close()
+    def _keep_locks(self) -> None:
+        """Take again every held lock whose connection was cut: the server dropped the lock
+        with it. If another process took one meanwhile, refuse this and every later
+        transaction: whoever asked for the lock relied on being alone (a server's rate windows
+        in its memory) and no longer is."""
+        if self._lost_lock is not None:
+            raise StoreUnavailableError(self._lost_lock)
+        for held in self._locks:
+            if _alive(held.conn):
+                continue
+            held.conn.close()
+            again = self._take_lock(held.name, held.shared)
+            if again is None:
+                self._lost_lock = (
+                    f"{self.name}: the connection holding this process's lock {held.name!r} was "
+                    "cut (the server restarted, or its session was ended) and another process "
+                    "took the lock meanwhile; this store does nothing more. Restart this process "
+                    "once the other has stopped: what it kept while it held the lock does not "
+                    "count the other's work"
+                )
+                raise StoreUnavailableError(self._lost_lock)
+            held.conn = again
+
+    def _unlock(self, held: _HeldLock) -> None:
+        if held in self._locks:
+            self._locks.remove(held)
+            held.conn.close()
 
     def close(self) -> None:
         self._closed = True
-        for conn in list(self._lock_conns):
-            self._unlock(conn)
+        for held in list(self._locks):
+            self._unlock(held)
         self._conn.close()
 
     # --- bulk writes: one statement per table, not one per row ---------------------------------
@@ -380,6 +414,7 @@ class PostgresStore(SqlStore):
         """The open connection; a new one if the last was broken (the server restarted)."""
         if self._closed:
             raise StoreError(f"{self.name}: the store was closed; open a new one")
+        self._keep_locks()
         if self._conn.closed:
             self._conn = self._connect()
         return self._conn
@@ -445,6 +480,30 @@ class PostgresStore(SqlStore):
                 f"up to {SCHEMA_VERSION}); upgrade Tollgate to open it. Nothing was written to it"
             )
         return version
+
+
+@dataclass(eq=False)
+class _HeldLock:
+    """A lock `hold_lock` holds, and the connection holding it (replaced when taken again)."""
+
+    name: str
+    shared: bool
+    conn: psycopg.Connection[Any]
+
+
+def _alive(conn: psycopg.Connection[Any]) -> bool:
+    """False once the connection is cut. Asked without a round trip when nothing arrived: an
+    idle connection receives something only when the server ends it (or sends a notice), so
+    only then is it pinged."""
+    if conn.closed or conn.broken:
+        return False
+    try:
+        arrived, _, _ = select.select([conn.fileno()], [], [], 0)
+        if arrived:
+            conn.execute("SELECT 1")
+    except (psycopg.Error, OSError, ValueError):
+        return False
+    return True
 
 
 def _bigint_array(values: Iterable[int]) -> str:

@@ -31,13 +31,7 @@ import pytest
 from ledger.api import create_key
 from tests.metering.redis_server import ServerUnavailable, running_server
 from tests.metering.redis_server import skip_or_fail as skip_or_fail_redis
-from tests.store.postgres_cluster import (
-    ClusterUnavailable,
-    free_port,
-    require_psycopg,
-    skip_or_fail,
-    start_cluster,
-)
+from tests.store.postgres_cluster import cluster_for_tests, free_port
 
 from .helpers import DAY_NS, FEATURE, PLAN, PRICE, PRICES, bearer
 
@@ -387,15 +381,8 @@ def test_a_refused_server_opens_no_meter(tmp_path: Path, monkeypatch: pytest.Mon
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    require_psycopg()
-    try:
-        cluster = start_cluster(fsync=False)
-    except ClusterUnavailable as exc:
-        skip_or_fail(str(exc))
-    try:
+    with cluster_for_tests(fsync=False) as cluster:
         yield cluster.create_database("api_e2e")
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,27 +16,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.store.postgres_cluster import (
-    Cluster,
-    ClusterUnavailable,
-    require_psycopg,
-    skip_or_fail,
-    start_cluster,
-)
+from tests.store.postgres_cluster import Cluster, cluster_for_tests
 
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[Cluster]:
     """initdb + pg_ctl on a free 127.0.0.1 port (fsync off: the cluster is thrown away)."""
-    require_psycopg()
-    try:
-        cluster = start_cluster(fsync=False)
-    except ClusterUnavailable as exc:
-        skip_or_fail(str(exc))
-    try:
+    with cluster_for_tests(fsync=False) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 class PgDatabases:

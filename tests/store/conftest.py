@@ -12,13 +12,7 @@ import pytest
 
 from ledger.store import MemoryStore, SqliteStore, Store
 
-from .postgres_cluster import (
-    Cluster,
-    ClusterUnavailable,
-    require_psycopg,
-    skip_or_fail,
-    start_cluster,
-)
+from .postgres_cluster import Cluster, cluster_for_tests
 
 STORE_KINDS = ("memory", "sqlite", "postgres")
 
@@ -57,15 +51,8 @@ def postgres_cluster() -> Iterator[Cluster]:
     """A throwaway cluster (tests/store/postgres_cluster.py): initdb in a temporary folder, a
     free port on 127.0.0.1, as an unprivileged user when run as root; stopped with
     `pg_ctl stop -m immediate` and removed at the end of the session, even after failures."""
-    require_psycopg()
-    try:
-        cluster = start_cluster()
-    except ClusterUnavailable as exc:
-        skip_or_fail(str(exc))
-    try:
+    with cluster_for_tests() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

@@ -170,6 +170,12 @@ class Cluster:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def restart(self) -> None:
+        """Stop the server (-m fast: every session is ended) and start it again on the same
+        port and data, as an operator's restart would."""
+        pg_ctl = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file)]
+        _run(self, [*pg_ctl, "restart", "-m", "fast", "-w", "-t", "30"])
+
     def stop(self) -> None:
         """Stop the server at once (-m immediate) and remove its folder; safe to call twice."""
         if self.stopped:
@@ -318,6 +324,21 @@ def start_cluster(*, fsync: bool = True, attempts: int = 3) -> Cluster:
 def running_cluster(*, fsync: bool = True) -> Iterator[Cluster]:
     """A started cluster, stopped (-m immediate) and removed on exit, even on failure."""
     cluster = start_cluster(fsync=fsync)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@contextlib.contextmanager
+def cluster_for_tests(*, fsync: bool = True) -> Iterator[Cluster]:
+    """`running_cluster()` in a test: skipped where PostgreSQL or psycopg is missing (failed
+    under CI=true, see `skip_or_fail`)."""
+    require_psycopg()
+    try:
+        cluster = start_cluster(fsync=fsync)
+    except ClusterUnavailable as exc:
+        skip_or_fail(str(exc))
     try:
         yield cluster
     finally:

@@ -142,3 +142,64 @@ def test_a_lock_is_held_until_released_or_the_store_closed_even_if_its_release_i
     release = _eventually(lambda: two.hold_lock("serve", shared=False))
     assert release is not None
     release()
+
+
+@pytest.fixture
+def cut_holder(postgres_database: Callable[[], str]) -> Iterator[tuple[Store, Store]]:
+    """Two stores on one PostgreSQL database, the first holding "serve" exclusively until its
+    lock's session was ended, as a server restart ends every session (and drops its locks)."""
+    import psycopg
+
+    from ledger.store.postgres import PostgresStore
+
+    url = postgres_database()
+    holders = (
+        "SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    with PostgresStore(url) as one, PostgresStore(url) as two:
+        assert one.hold_lock("serve", shared=False) is not None
+        with psycopg.connect(url, autocommit=True) as admin:
+            pids = [row[0] for row in admin.execute(holders)]
+            assert len(pids) == 1, pids
+            admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pids[0],))
+        yield one, two
+
+
+def test_a_lock_cut_with_its_connection_is_taken_again_before_the_next_transaction(
+    cut_holder: tuple[Store, Store],
+) -> None:
+    one, two = cut_holder
+    assert one.read(lambda cur: cur.execute("SELECT 1").fetchone()) == (1,)
+    assert two.hold_lock("serve", shared=True) is None  # one holds it again
+    one.close()
+    assert _eventually(lambda: two.hold_lock("serve", shared=False)) is not None
+
+
+def test_a_store_whose_cut_lock_another_process_took_refuses_every_later_transaction(
+    cut_holder: tuple[Store, Store],
+) -> None:
+    from ledger.store.base import StoreUnavailableError
+
+    one, two = cut_holder
+    release = two.hold_lock("serve", shared=False)
+    assert release is not None
+    with pytest.raises(StoreUnavailableError, match="another process took the lock"):
+        one.read(lambda cur: None)
+    release()
+    with pytest.raises(StoreUnavailableError, match="'serve'"):  # for good, not only while
+        one.expire_due(0)  # the other holds it: what one kept misses the other's work
+    assert two.hold_lock("serve", shared=False) is not None  # one took nothing back
+
+
+def test_a_lock_lost_in_a_server_restart_is_held_again_before_the_next_transaction() -> None:
+    from ledger.store.postgres import PostgresStore
+    from tests.store.postgres_cluster import cluster_for_tests
+
+    with cluster_for_tests() as cluster:  # its own: the session's cluster is shared
+        url = cluster.create_database("restarted")
+        with PostgresStore(url) as one, PostgresStore(url) as two:
+            assert one.hold_lock("serve", shared=False) is not None
+            cluster.restart()
+            assert one.read(lambda cur: cur.execute("SELECT 1").fetchone()) == (1,)
+            assert two.hold_lock("serve", shared=True) is None
