@@ -35,6 +35,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
+from ledger.core.engine import Changes
 from ledger.core.results import Result
 from ledger.core.types import AccountBalance, PendingStatus
 from ledger.store.base import (
@@ -64,6 +65,9 @@ CONNECT_TIMEOUT_SECONDS = 10
 RETRIES_MAX = 8
 """Attempts at one batch that the server rolled back as a serialization failure or deadlock."""
 RETRY_PAUSE_MAX_SECONDS = 0.05
+PIPELINED_ROWS_MAX = 64
+"""A batch writing at most this many account, transfer and history rows is written pipelined
+(one round trip); a larger one with COPY."""
 
 _ACCOUNT_TYPES = [
     "int8",
@@ -283,6 +287,17 @@ class PostgresStore(SqlStore):
                 if started or attempt == 2 or not (conn.broken or conn.closed):
                     raise
 
+    def _read_all(
+        self, cur: Any, queries: Sequence[tuple[str, list[Any]] | None]
+    ) -> list[list[Sequence[Any]]]:
+        """Several queries pipelined: one round trip for all."""
+        if sum(q is not None for q in queries) < 2:
+            return super()._read_all(cur, queries)
+        conn = cur.connection
+        with conn.pipeline():  # leaving it sends them and fetches every result
+            cursors = [None if q is None else conn.execute(*q) for q in queries]
+        return [[] if c is None else list(c.fetchall()) for c in cursors]
+
     def _matching(self, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
         # An id outside BIGINT can match no row; dropping it keeps the array a bigint[].
         inside = [i for i in ids if INT64_MIN <= i <= INT64_MAX]
@@ -351,6 +366,19 @@ class PostgresStore(SqlStore):
 
     # --- bulk writes: one statement per table, not one per row ---------------------------------
 
+    def _persist(
+        self, cur: Any, changes: Changes, loaded_accounts: frozenset[int], head: bytes
+    ) -> None:
+        """A small batch (a decision's holds) in one round trip: its statements pipelined, with
+        INSERTs where a large batch (settlement) uses COPY, which cannot be pipelined and is
+        faster once the rows outnumber the round trips it costs."""
+        rows = len(changes.account_rows) + len(changes.transfer_rows) + len(changes.history)
+        if rows > PIPELINED_ROWS_MAX:
+            super()._persist(cur, changes, loaded_accounts, head)
+            return
+        with cur.connection.pipeline():
+            super()._persist(cur, changes, loaded_accounts, head)
+
     def _update_accounts(self, cur: Any, rows: Sequence[Sequence[int]]) -> None:
         """Every changed account's totals in one UPDATE (about twice the batch throughput of
         one UPDATE per row)."""
@@ -368,14 +396,14 @@ class PostgresStore(SqlStore):
         self, cur: Any, accounts: Sequence[Sequence[int]], hashes: dict[int, bytes]
     ) -> None:
         rows = ((*a, hashes[a[9]]) for a in accounts)
-        _copy(cur, f"accounts ({ACCOUNT_COLUMNS}, hash)", _ACCOUNT_TYPES, rows, len(accounts))
+        _insert(cur, f"accounts ({ACCOUNT_COLUMNS}, hash)", _ACCOUNT_TYPES, rows, len(accounts))
 
     def _insert_transfers(
         self, cur: Any, transfers: Sequence[Sequence[int]], hashes: dict[int, bytes]
     ) -> None:
         rows = (_transfer_values(t, hashes[t[10]]) for t in transfers)
         columns = f"transfers ({TRANSFER_COLUMNS}, status, expires_at, hash)"
-        _copy(cur, columns, _TRANSFER_TYPES, rows, len(transfers))
+        _insert(cur, columns, _TRANSFER_TYPES, rows, len(transfers))
 
     def _insert_history(self, cur: Any, history: Sequence[AccountBalance]) -> None:
         rows = (
@@ -393,7 +421,7 @@ class PostgresStore(SqlStore):
             "history (account_id, timestamp, debits_pending, debits_posted, credits_pending, "
             "credits_posted)"
         )
-        _copy(cur, columns, ["int8"] * 6, rows, len(history))
+        _insert(cur, columns, ["int8"] * 6, rows, len(history))
 
     # --- connection and errors -----------------------------------------------------------------
 
@@ -511,10 +539,16 @@ def _bigint_array(values: Iterable[int]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-def _copy(
+def _insert(
     cur: Any, target: str, types: Sequence[str], rows: Iterable[Sequence[Any]], count: int
 ) -> None:
+    """INSERT the rows into `target` (a table and its columns): with COPY, or in a pipeline
+    (`_persist`), which COPY cannot join, with one INSERT sent per row."""
     if not count:
+        return
+    if cur.connection.pgconn.pipeline_status:
+        values = ", ".join(["%s"] * len(types))
+        cur.executemany(f"INSERT INTO {target} VALUES ({values})", list(rows))
         return
     with cur.copy(f"COPY {target} FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(types)

@@ -95,10 +95,11 @@ class SqlStore(Store):
         try:
             with self._write_transaction() as cur:
                 clock = _clock_of(cur.fetchone())
-                events, then = build(_View(self, cur, max(now, clock[0] + 1)))
+                view = _View(self, cur, max(now, clock[0] + 1))
+                events, then = build(view)
                 if not checked:
                     check_batch(events, now)
-                results = self._apply_in(cur, events, now, clock)
+                results = self._apply_in(cur, events, now, clock, view.account_rows)
                 if then is not None:
                     then(results, cur)
         except Rollback:
@@ -125,12 +126,19 @@ class SqlStore(Store):
         return cur.fetchone() is not None
 
     def _apply_in(
-        self, cur: Cursor, events: Sequence[Account | Transfer], now: int, clock: tuple[int, bytes]
+        self,
+        cur: Cursor,
+        events: Sequence[Account | Transfer],
+        now: int,
+        clock: tuple[int, bytes],
+        read: Mapping[int, Sequence[int]] | None = None,
     ) -> list[Result]:
         """Run the core on the rows `events` can read and write back what changed. `clock` is
-        the clock row as the transaction read it under its lock (only `_persist` writes it)."""
+        the clock row as the transaction read it under its lock (only `_persist` writes it);
+        `read`, account rows this transaction already read (unchanged since: it holds that
+        lock)."""
         timestamp, head = clock
-        loaded = self._load(cur, events, max(now, timestamp + 1), timestamp)
+        loaded = self._load(cur, events, max(now, timestamp + 1), timestamp, read or {})
         results = loaded.ledger.apply_checked(events, now)
         changes = loaded.ledger.take_changes()
         if changes.timestamp != timestamp:
@@ -146,62 +154,84 @@ class SqlStore(Store):
         return _clock_of(cur.fetchone())
 
     def _load(
-        self, cur: Cursor, events: Sequence[Account | Transfer], cutoff: int, timestamp: int
+        self,
+        cur: Cursor,
+        events: Sequence[Account | Transfer],
+        cutoff: int,
+        timestamp: int,
+        read: Mapping[int, Sequence[int]],
     ) -> _Loaded:
         """Load every row the batch can read: its transfers and the pending transfers they name,
-        the pending transfers due to expire, the accounts of all of these, and which of the
-        batch's ids are remembered as failed."""
+        the pending transfers due to expire, the accounts of all of these (those not in `read`
+        already), and which of the batch's ids are remembered as failed. The accounts the
+        events name are read with the transfers, those that only loaded transfers name after."""
         transfer_ids = {e.id for e in events if type(e) is Transfer}
         transfer_ids |= {e.pending_id for e in events if type(e) is Transfer and e.pending_id}
-        transfers = self._transfer_rows(cur, sorted(transfer_ids))
-        transfers += self._due(cur, cutoff)
         account_ids = {e.id for e in events if type(e) is Account}
         for e in events:
             if type(e) is Transfer:
                 account_ids.add(e.debit_account_id)
                 account_ids.add(e.credit_account_id)
-        for row in transfers:
-            account_ids.add(row[1])
-            account_ids.add(row[2])
         account_ids.discard(0)
-        accounts = self._account_rows(cur, sorted(account_ids))
-        failed = self._failed(cur, sorted(e.id for e in events if type(e) is Transfer))
+        failed_ids = sorted(e.id for e in events if type(e) is Transfer)
+        transfers, accounts, failed = self._read_all(
+            cur,
+            [
+                self._transfers_and_due(sorted(transfer_ids), cutoff),
+                self._select_ids(ACCOUNT_COLUMNS, "accounts", sorted(account_ids - read.keys())),
+                self._select_ids("id", "failed", failed_ids),
+            ],
+        )
+        named = {row[1] for row in transfers} | {row[2] for row in transfers}
+        named -= account_ids | {0}
+        accounts += self._account_rows(cur, sorted(named - read.keys()))
+        accounts += [read[i] for i in (account_ids | named) & read.keys()]
         ledger = Ledger.load_rows(
-            account_rows=accounts, transfer_rows=transfers, failed=failed, timestamp=timestamp
+            account_rows=accounts,
+            transfer_rows=transfers,
+            failed=[row[0] for row in failed],
+            timestamp=timestamp,
         )
         return _Loaded(ledger, frozenset(row[0] for row in accounts))
 
+    def _read_all(
+        self, cur: Cursor, queries: Sequence[tuple[str, list[Any]] | None]
+    ) -> list[list[Sequence[Any]]]:
+        """Each query's rows (none for None), in order; a dialect may send them together."""
+        found: list[list[Sequence[Any]]] = []
+        for query in queries:
+            if query is not None:
+                cur.execute(*query)
+            found.append([] if query is None else list(cur.fetchall()))
+        return found
+
+    def _select_ids(
+        self, columns: str, table: str, ids: Sequence[int]
+    ) -> tuple[str, list[Any]] | None:
+        """SELECT `columns` of the rows of `table` among `ids` (None: no ids, no query)."""
+        if not ids:
+            return None
+        where, params = self._matching("id", ids)
+        return f"SELECT {columns} FROM {table} WHERE {where}", params
+
     def _account_rows(self, cur: Cursor, ids: Sequence[int]) -> list[Sequence[int]]:
         """Accounts as ACCOUNT_ROW tuples (the engine loads them as they are)."""
-        if not ids:
-            return []
-        where, params = self._matching("id", ids)
-        cur.execute(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {where}", params)
-        return list(cur.fetchall())
+        return self._read_all(cur, [self._select_ids(ACCOUNT_COLUMNS, "accounts", ids)])[0]
 
     def _transfer_rows(self, cur: Cursor, ids: Sequence[int]) -> list[Sequence[int]]:
         """Transfers as TRANSFER_ROW tuples followed by their pending status."""
-        if not ids:
-            return []
-        where, params = self._matching("id", ids)
-        cur.execute(f"SELECT {TRANSFER_COLUMNS}, status FROM transfers WHERE {where}", params)
-        return list(cur.fetchall())
+        columns = f"{TRANSFER_COLUMNS}, status"
+        return self._read_all(cur, [self._select_ids(columns, "transfers", ids)])[0]
 
-    def _due(self, cur: Cursor, cutoff: int) -> list[Sequence[int]]:
-        p = self.placeholder
-        cur.execute(
-            f"SELECT {TRANSFER_COLUMNS}, status FROM transfers "
-            f"WHERE status = 1 AND expires_at <= {p} ORDER BY expires_at, timestamp",
-            (cutoff,),
-        )
-        return list(cur.fetchall())
-
-    def _failed(self, cur: Cursor, ids: Sequence[int]) -> list[int]:
-        if not ids:
-            return []
-        where, params = self._matching("id", ids)
-        cur.execute(f"SELECT id FROM failed WHERE {where}", params)
-        return [row[0] for row in cur.fetchall()]
+    def _transfers_and_due(self, ids: Sequence[int], cutoff: int) -> tuple[str, list[Any]]:
+        """A query of the transfers among `ids` and the pending transfers due by `cutoff` (a
+        transfer may come twice), as `_transfer_rows` gives them."""
+        due = f"SELECT {TRANSFER_COLUMNS}, status FROM transfers WHERE status = 1 AND "
+        due += f"expires_at <= {self.placeholder}"
+        by_id = self._select_ids(f"{TRANSFER_COLUMNS}, status", "transfers", ids)
+        if by_id is None:
+            return due, [cutoff]
+        return f"{by_id[0]} UNION ALL {due}", [*by_id[1], cutoff]
 
     # --- writing what changed -----------------------------------------------------------------
 
@@ -217,12 +247,17 @@ class SqlStore(Store):
         self._insert_transfers(cur, changes.transfer_rows, hashes)
         # After the inserts: a pending transfer may be created and resolved in one batch.
         self._update_statuses(cur, changes.statuses)
-        cur.executemany(
-            f"INSERT INTO expiries (pending_id, amount, timestamp, hash) "
-            f"VALUES ({p}, {p}, {p}, {p})",
-            [(e.pending_id, e.amount, e.timestamp, hashes[e.timestamp]) for e in changes.expiries],
-        )
-        cur.executemany(f"INSERT INTO failed (id) VALUES ({p})", [(i,) for i in changes.failed])
+        expiries = [
+            (e.pending_id, e.amount, e.timestamp, hashes[e.timestamp]) for e in changes.expiries
+        ]
+        if expiries:  # an empty executemany still costs PostgreSQL a round trip
+            cur.executemany(
+                f"INSERT INTO expiries (pending_id, amount, timestamp, hash) "
+                f"VALUES ({p}, {p}, {p}, {p})",
+                expiries,
+            )
+        if changes.failed:
+            cur.executemany(f"INSERT INTO failed (id) VALUES ({p})", [(i,) for i in changes.failed])
         self._insert_history(cur, changes.history)
         cur.execute(
             f"UPDATE clock SET timestamp = {p}, head = {p} WHERE id = 1",
@@ -250,6 +285,8 @@ class SqlStore(Store):
     def _insert_accounts(
         self, cur: Cursor, accounts: Sequence[Sequence[int]], hashes: dict[int, bytes]
     ) -> None:
+        if not accounts:
+            return
         p = ", ".join([self.placeholder] * 11)
         cur.executemany(
             f"INSERT INTO accounts ({ACCOUNT_COLUMNS}, hash) VALUES ({p})",
@@ -259,6 +296,8 @@ class SqlStore(Store):
     def _insert_transfers(
         self, cur: Cursor, transfers: Sequence[Sequence[int]], hashes: dict[int, bytes]
     ) -> None:
+        if not transfers:
+            return
         p = ", ".join([self.placeholder] * 14)
         cur.executemany(
             f"INSERT INTO transfers ({TRANSFER_COLUMNS}, status, expires_at, hash) VALUES ({p})",
@@ -266,6 +305,8 @@ class SqlStore(Store):
         )
 
     def _insert_history(self, cur: Cursor, history: Sequence[AccountBalance]) -> None:
+        if not history:
+            return
         p = ", ".join([self.placeholder] * 6)
         cur.executemany(
             "INSERT INTO history (account_id, timestamp, debits_pending, debits_posted, "
@@ -400,9 +441,11 @@ class _View:
         self._store = store
         self.cursor = cur
         self._now = now
+        self.account_rows: dict[int, Sequence[int]] = {}  # read here, so not read again
 
     def accounts(self, ids: Sequence[int]) -> list[Account]:
         rows = self._store._account_rows(self.cursor, _storable(ids))
+        self.account_rows.update((r[0], r) for r in rows)
         found = {r[0]: account_from_row(r) for r in rows}
         return [found[i] for i in ids if i in found]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ledger import Account, AccountFlags, Result, Transfer
+from ledger import Account, AccountFlags, Result, Transfer, TransferFlags
 from ledger.store import (
     NotATollgateDatabaseError,
     SchemaTooNewError,
@@ -49,7 +49,7 @@ def opening(*ids: int, flags: int = 0) -> list[Account]:
     return [Account(id=i, ledger=1, code=1, flags=flags) for i in ids]
 
 
-def move(transfer_id: int, debit: int, credit: int, amount: int) -> Transfer:
+def move(transfer_id: int, debit: int, credit: int, amount: int, **more: int) -> Transfer:
     return Transfer(
         id=transfer_id,
         debit_account_id=debit,
@@ -57,6 +57,7 @@ def move(transfer_id: int, debit: int, credit: int, amount: int) -> Transfer:
         amount=amount,
         ledger=1,
         code=1,
+        **more,
     )
 
 
@@ -602,3 +603,44 @@ def test_the_store_never_shows_its_password(postgres_database: NewDatabase) -> N
     with PostgresStore(url) as store:
         assert password not in repr(store) and password not in store.name
         assert "127.0.0.1" in store.name
+
+
+# --- small batches pipelined, large ones copied: the same rows either way ---------------------
+
+PENDING = int(TransferFlags.PENDING)
+
+
+def _written_by(url: str, pipelined: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Accounts with history, moves, holds and their expiry, written with every batch
+    pipelined (INSERTs) or with every batch copied (COPY); the tables' rows."""
+    copies: list[str] = []
+    real_copy = psycopg.Cursor.copy
+
+    def copy(cur: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        assert not pipelined, f"COPY in a pipelined write: {statement}"
+        copies.append(str(statement))
+        return real_copy(cur, statement, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(psycopg.Cursor, "copy", copy)
+        patch.setattr(postgres, "PIPELINED_ROWS_MAX", 10**6 if pipelined else 0)
+        with PostgresStore(url) as store:
+            store.apply(opening(*range(1, 31), flags=int(AccountFlags.HISTORY)), NS)
+            moves = [move(100 + i, 1 + i % 30, 1 + (i * 7 + 3) % 30, 5 + i) for i in range(40)]
+            holds = [move(200 + i, 1 + i, 2 + i, 3, flags=PENDING, timeout=1) for i in range(5)]
+            assert store.apply([*moves, *holds], 2 * NS) == [Result.OK] * 45
+            store.expire_due(5 * NS)
+    assert pipelined or len(copies) >= 3  # accounts, transfers and history were copied
+    tables = ("accounts", "transfers", "history", "expiries", "failed", "clock")
+    with raw(url) as conn:
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall()) for t in tables}
+
+
+def test_a_batch_written_pipelined_stores_what_a_copied_one_stores(
+    postgres_database: NewDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipelined = _written_by(postgres_database(), True, monkeypatch)
+    copied = _written_by(postgres_database(), False, monkeypatch)
+    assert len(pipelined["transfers"]) == 45 and len(pipelined["expiries"]) == 5
+    assert len(pipelined["history"]) > 64  # more rows than a pipelined write would take
+    assert pipelined == copied
