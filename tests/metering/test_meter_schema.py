@@ -3,7 +3,8 @@ database whose metering tables a newer Tollgate wrote is refused with nothing wr
 database written before the record existed is taken as layout 1, and a database of layout 1 is
 taken to layout 2 (outbox entries keep their usage event's digest) when a `Meter` opens it, with
 every queued event bound as it stands, then to layout 3 (completions keep the time they were
-settled at; 0 for those settled before). On SQLite and PostgreSQL."""
+settled at; 0 for those settled before), then to layout 4 (decisions indexed by time,
+completions by the time they were settled at). On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -33,6 +34,12 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
         yield make
 
 
+LAYOUT_4_INDEXES_DROPPED = (
+    "DROP INDEX decisions_by_now",
+    "DROP INDEX completions_by_settled_at",
+)
+
+
 def execute(store: Store, *statements: str) -> None:
     """Raw SQL in one write transaction, behind the meter's back."""
     store.transact(T0, lambda view: ([], lambda results, cur: [cur.execute(s) for s in statements]))
@@ -56,7 +63,7 @@ def used(store: Store) -> Meter:
 
 def test_a_new_database_records_the_layout_and_opens_again(opener: Opener) -> None:
     meter = used(opener())
-    assert recorded_version(meter.store) == METER_SCHEMA_VERSION == 3
+    assert recorded_version(meter.store) == METER_SCHEMA_VERSION == 4
     again = Meter(opener())
     assert again.registry.customers.get("ann") is not None
 
@@ -66,11 +73,12 @@ def test_a_database_from_before_the_record_is_taken_as_layout_1(opener: Opener) 
     execute(
         opener(),
         "DROP TABLE meter_schema",
+        *LAYOUT_4_INDEXES_DROPPED,
         "ALTER TABLE outbox DROP COLUMN digest",
         "ALTER TABLE completions DROP COLUMN settled_at",
     )
     again = Meter(opener())
-    assert recorded_version(again.store) == 3  # layout 1, then migrated
+    assert recorded_version(again.store) == 4  # layout 1, then migrated
     assert again.registry.customers.get("ann") is not None
 
 
@@ -79,13 +87,13 @@ def test_tables_of_a_newer_tollgate_are_refused_and_nothing_is_written(opener: O
     execute(
         store,
         "CREATE TABLE meter_schema (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
-        "INSERT INTO meter_schema (id, version) VALUES (1, 4)",
+        "INSERT INTO meter_schema (id, version) VALUES (1, 5)",
     )
-    with pytest.raises(SchemaTooNewError, match=r"meter schema 4, this one reads up to 3"):
+    with pytest.raises(SchemaTooNewError, match=r"meter schema 5, this one reads up to 4"):
         Meter(store)
     platform = [a.id for a in acc.platform_accounts()]
     assert store.lookup_accounts(platform) == []
-    assert recorded_version(store) == 4
+    assert recorded_version(store) == 5
     assert not store.read(_has_table("decisions"))
 
 
@@ -122,6 +130,7 @@ def queued_on_layout_1(opener: Opener) -> tuple[Meter, list[int]]:
     )
     execute(
         meter.store,
+        *LAYOUT_4_INDEXES_DROPPED,
         "ALTER TABLE outbox DROP COLUMN digest",
         "ALTER TABLE completions DROP COLUMN settled_at",
         "UPDATE meter_schema SET version = 1 WHERE id = 1",
@@ -146,7 +155,7 @@ def test_layout_1_is_migrated_with_each_queued_event_bound_as_it_stands(opener: 
     assert any("NOT checked" in c and "layout 1" in c for c in unchecked.checks)
 
     migrated = Meter(opener())
-    assert recorded_version(migrated.store) == 3
+    assert recorded_version(migrated.store) == 4
     after = outbox(migrated.store)
     usage = {u.id: u for u in migrated.tables.read(migrated.store, migrated.tables.all_usage)}
     assert set(after) == set(ids) == set(before)
@@ -206,13 +215,87 @@ def test_layout_2_is_migrated_with_earlier_completions_at_0(opener: Opener) -> N
     meter.complete(first.decision_id, 4, T0 + NS)
     execute(
         meter.store,
+        *LAYOUT_4_INDEXES_DROPPED,
         "ALTER TABLE completions DROP COLUMN settled_at",
         "UPDATE meter_schema SET version = 2 WHERE id = 1",
     )
     migrated = Meter(opener())
-    assert recorded_version(migrated.store) == 3
+    assert recorded_version(migrated.store) == 4
     assert completion_times(migrated.store) == {first.decision_id: 0}
     second = migrated.decide("ann", "f", 5, "d2", T0 + 2 * NS)
     migrated.complete(second.decision_id, 5, T0 + 3 * NS)
     assert completion_times(migrated.store)[second.decision_id] == T0 + 3 * NS
     assert audit(migrated.store).ok
+
+
+# --- layout 3 to 4: what a meter opening reads is found through indexes ------------------------
+
+
+def _indexes(store: Store) -> set[str]:
+    def read(cur: Any) -> set[str]:
+        if isinstance(cur, sqlite3.Cursor):
+            cur.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        else:
+            cur.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")
+        return {str(name) for (name,) in cur.fetchall()}
+
+    return store.read(read)
+
+
+def test_layout_3_is_migrated_to_indexes_on_the_times_a_meter_opening_reads(
+    opener: Opener,
+) -> None:
+    meter = used(opener())
+    execute(meter.store, *LAYOUT_4_INDEXES_DROPPED, "UPDATE meter_schema SET version = 3")
+    assert not {"decisions_by_now", "completions_by_settled_at"} & _indexes(meter.store)
+    migrated = Meter(opener())
+    assert recorded_version(migrated.store) == 4
+    assert {"decisions_by_now", "completions_by_settled_at"} <= _indexes(migrated.store)
+
+
+class _Recording:
+    """A cursor that keeps what it was asked to execute."""
+
+    def __init__(self, cur: sqlite3.Cursor) -> None:
+        self.cur = cur
+        self.statements: list[tuple[str, Any]] = []
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        self.statements.append((sql, params))
+        return self.cur.execute(sql, params)
+
+    def fetchone(self) -> Any:
+        return self.cur.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self.cur.fetchall()
+
+
+def test_a_meter_opening_on_sqlite_reads_its_history_without_walking_every_decision(
+    tmp_path: Path,
+) -> None:
+    """SQLite's plan for `window_history`: every table is searched through an index, none
+    scanned, and the older decisions only through the completions settled within the horizon,
+    whatever the database's size (before layout 4 it scanned every decision)."""
+    from ledger.store.sqlite import SqliteStore
+
+    with SqliteStore(tmp_path / "m.db") as store:
+        meter = used(store)
+        recording = store.read(lambda cur: _history_read(meter, cur))
+    with sqlite3.connect(tmp_path / "m.db") as conn:
+        plans = [
+            [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+            for sql, params in recording.statements
+        ]
+    assert all(plan and not [s for s in plan if s.startswith("SCAN")] for plan in plans), plans
+    history = " | ".join(plans[1])
+    assert "decisions_by_now (now>?)" in history, history  # those made within the horizon
+    assert "completions_by_settled_at (settled_at>?)" in history, history  # settled within it
+    assert "(now<?)" not in history, history  # not every older decision
+
+
+def _history_read(meter: Meter, cur: sqlite3.Cursor) -> _Recording:
+    recording = _Recording(cur)
+    meter.tables.window_history(recording, 7 * 24 * 3600 * NS)
+    assert len(recording.statements) == 2  # the latest time, then the history
+    return recording
