@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 from ledger.core.flags import TransferFlags
@@ -558,9 +559,10 @@ class Meter:
         )
 
     def _decide(self, r: _Request) -> Decision:
-        self.store.expire_due(r.now)  # holds whose timeout has passed release their money first
-        for _ in range(_ATTEMPTS):
-            windows, allowance, money = self.views(r)
+        # Holds whose timeout has passed release their money first (checked in the same read).
+        expired_first = partial(self._available_at, now=r.now)
+        for attempt in range(_ATTEMPTS):
+            windows, allowance, money = self.views(r, None if attempt else expired_first)
             names, rooms = _rooms(r.fp, windows, allowance, money)
             allowed, parts = allocate_units(r.units, rooms)
             consulted = tuple(
@@ -600,6 +602,9 @@ class Meter:
 
     def _available(self, ids: list[int]) -> dict[int, int]:
         return {a.id: a.available for a in self.store.lookup_accounts(ids)}
+
+    def _available_at(self, ids: list[int], now: int) -> dict[int, int]:
+        return {a.id: a.available for a in self.store.accounts_at(ids, now)}
 
     def _window_views(self, r: _Request) -> list[WindowView]:
         c = r.customer.customer

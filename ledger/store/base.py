@@ -117,6 +117,13 @@ class Store(ABC):
         batch at `now` does. A store that can tell from a read that none is due writes nothing."""
         self.apply([], now)
 
+    def accounts_at(self, ids: Sequence[int], now: int) -> list[Account]:
+        """`lookup_accounts` once the pending transfers due by `now` have expired (as
+        `expire_due`): what a batch at `now` would find. A store that can tell from the same
+        read that none is due writes nothing."""
+        self.expire_due(now)
+        return self.lookup_accounts(ids)
+
     @abstractmethod
     def read(self, fn: Callable[[Any], T]) -> T:
         """`fn(cursor)` in one consistent read transaction (cursor None for the memory store)."""

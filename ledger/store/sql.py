@@ -116,14 +116,28 @@ class SqlStore(Store):
     def _any_due(self, cur: Cursor, now: int) -> bool:
         """Whether a batch at `now` would expire a pending transfer: one due by the batch's
         time, max(now, clock + 1), as `_transact` reckons it."""
+        return bool(self._read_all(cur, [self._due_query(now)])[0])
+
+    def _due_query(self, now: int) -> tuple[str, list[Any]]:
         p = self.placeholder
-        cur.execute(
+        return (
             "SELECT 1 FROM transfers WHERE status = 1 AND expires_at <= "
             f"(SELECT CASE WHEN timestamp + 1 > {p} THEN timestamp + 1 ELSE {p} END "
             "FROM clock WHERE id = 1) LIMIT 1",
-            (now, now),
+            [now, now],
         )
-        return cur.fetchone() is not None
+
+    def accounts_at(self, ids: Sequence[int], now: int) -> list[Account]:
+        """One read for both (sent together where the dialect can) when nothing is due."""
+        check_batch([], now)
+        wanted = _storable(ids)
+        queries = [self._due_query(now), self._select_ids(ACCOUNT_COLUMNS, "accounts", wanted)]
+        due, rows = self.read(lambda cur: self._read_all(cur, queries))
+        if due:
+            self.apply([], now)
+            return self.lookup_accounts(ids)
+        found = {r[0]: account_from_row(r) for r in rows}
+        return [found[i] for i in ids if i in found]
 
     def _apply_in(
         self,

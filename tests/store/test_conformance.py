@@ -406,12 +406,8 @@ def test_expire_due_leaves_a_hold_not_yet_due(make_store: MakeStore) -> None:
     assert store.pending_status(10) is PendingStatus.PENDING
 
 
-@pytest.mark.parametrize("make_store", ["sqlite", "postgres"], indirect=True)
-def test_expire_due_opens_a_write_transaction_only_when_a_hold_is_due(
-    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = opened(make_store)
-    assert store.apply([move(10, flags=PENDING, timeout=5)], 2 * NS) == [R.OK]
+def _counting_writes(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gets a 1 for each write transaction `store` opens from now on."""
     writes: list[int] = []
     real = store._write_transaction  # type: ignore[attr-defined]
 
@@ -420,9 +416,28 @@ def test_expire_due_opens_a_write_transaction_only_when_a_hold_is_due(
         return real()
 
     monkeypatch.setattr(store, "_write_transaction", counted)
-    store.expire_due(6 * NS)
+    return writes
+
+
+@pytest.mark.parametrize("make_store", ["sqlite", "postgres"], indirect=True)
+@pytest.mark.parametrize("check", ["expire_due", "accounts_at"])
+def test_a_write_transaction_is_opened_only_when_a_hold_is_due(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch, check: str
+) -> None:
+    store = opened(make_store)
+    assert store.apply([move(10, flags=PENDING, timeout=5)], 2 * NS) == [R.OK]
+    writes = _counting_writes(store, monkeypatch)
+    if check == "expire_due":
+        store.expire_due(6 * NS)
+    else:  # nothing due: one read, the accounts in the order asked
+        found = store.accounts_at([2, 99, 1], 6 * NS)
+        assert found == store.lookup_accounts([2, 99, 1]) and [a.id for a in found] == [2, 1]
+        assert found[1].debits_pending == 10
     assert writes == []
-    store.expire_due(8 * NS)
+    if check == "expire_due":
+        store.expire_due(8 * NS)
+    else:
+        assert store.accounts_at([1], 8 * NS)[0].debits_pending == 0
     assert writes == [1] and store.pending_status(10) is PendingStatus.EXPIRED
 
 
@@ -430,6 +445,27 @@ def test_expire_due_refuses_a_time_out_of_range(make_store: MakeStore) -> None:
     store = opened(make_store)
     with pytest.raises(InvalidTimeError):
         store.expire_due(-1)
+
+
+@pytest.mark.parametrize("now", [2 * NS, 3 * NS - 1, 3 * NS, 9 * NS], ids=str)
+def test_accounts_at_reads_what_expire_due_then_lookup_accounts_read(
+    make_store: MakeStore, now: int
+) -> None:
+    one, other = opened(make_store), opened(make_store)
+    for store in (one, other):
+        _hold_then_clock(store)
+    found = one.accounts_at([3, 1, 99, 2], now)
+    other.expire_due(now)
+    assert found == other.lookup_accounts([3, 1, 99, 2])
+    assert [a.id for a in found] == [3, 1, 2]  # in the order asked, unknown ids left out
+    assert _state(one) == _state(other)
+    assert found[1].debits_pending == 0  # the hold on account 1 expired first
+
+
+def test_accounts_at_refuses_a_time_out_of_range(make_store: MakeStore) -> None:
+    store = opened(make_store)
+    with pytest.raises(InvalidTimeError):
+        store.accounts_at([1], -1)
 
 
 def test_account_history_only_for_accounts_with_the_flag(make_store: MakeStore) -> None:
