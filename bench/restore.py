@@ -66,13 +66,13 @@ def main() -> None:
         times = [_open(path)[0] for _ in range(args.runs)]
         _emit(
             "restore.open_s",
-            round(statistics.median(times), 3),
+            round(statistics.median(times), 4),
             "s",
             {
                 **params,
                 "decisions": restored,
                 "old_decisions": old,
-                "runs_values": [round(t, 3) for t in times],
+                "runs_values": [round(t, 4) for t in times],
             },
         )
 
