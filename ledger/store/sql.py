@@ -145,14 +145,14 @@ class SqlStore(Store):
         events: Sequence[Account | Transfer],
         now: int,
         clock: tuple[int, bytes],
-        read: Mapping[int, Sequence[int]] | None = None,
+        read: Mapping[int, Sequence[int]],
     ) -> list[Result]:
         """Run the core on the rows `events` can read and write back what changed. `clock` is
         the clock row as the transaction read it under its lock (only `_persist` writes it);
         `read`, account rows this transaction already read (unchanged since: it holds that
         lock)."""
         timestamp, head = clock
-        loaded = self._load(cur, events, max(now, timestamp + 1), timestamp, read or {})
+        loaded = self._load(cur, events, max(now, timestamp + 1), timestamp, read)
         results = loaded.ledger.apply_checked(events, now)
         changes = loaded.ledger.take_changes()
         if changes.timestamp != timestamp:
