@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from ledger.api import errors
 from ledger.api.auth import Keyring
 from ledger.api.deps import Service
+from ledger.api.direct import LeanApp
 from ledger.api.errors import ApiError
 from ledger.api.metrics import Metrics
 from ledger.api.routes import router
@@ -42,8 +43,9 @@ def create_app(
     settle_interval_s: float | None = None,
     expire_every_s: float = 30.0,
     on_shutdown: Sequence[Callable[[], None]] = (),
-) -> FastAPI:
-    """The API over `meter`. With `settle_interval_s`, the app's lifespan runs the settlement
+) -> LeanApp:
+    """The API over `meter` (a FastAPI app; `POST /v1/decisions` is served directly, see
+    ledger.api.direct). With `settle_interval_s`, the app's lifespan runs the settlement
     worker (see ledger.api.worker) every that many seconds; without, settle through
     `POST /v1/settlement/run`. `on_shutdown` runs when the server shuts down (after the
     worker stopped), e.g. to close the store."""
@@ -74,7 +76,7 @@ def create_app(
             for callback in on_shutdown:
                 callback()
 
-    app = FastAPI(
+    app = LeanApp(
         title="Tollgate",
         version="0.1.0",
         summary="Access decisions and credits on a formally checked double-entry ledger.",
@@ -87,4 +89,5 @@ def create_app(
     app.add_exception_handler(HTTPException, errors.http_error)
     app.add_exception_handler(LedgerError, errors.engine_error)
     app.add_exception_handler(Exception, errors.unexpected_error)
+    app.serve_lean_routes_directly(router)
     return app

@@ -189,7 +189,8 @@ class LeanRoute(APIRoute):
     when the endpoint has a lean handler in LEAN, run that handler instead: the same auth
     check, the same strict model (validated from the raw JSON by pydantic-core) and the same
     error bodies, without FastAPI's per-request dependency solving. For the hot path only
-    (`POST /v1/decisions`): it saves about a third of the server's CPU per decision."""
+    (`POST /v1/decisions`), which `ledger.api.direct.LeanApp` also serves without the
+    middleware and the router: this route is what serves it under a root path."""
 
     def get_route_handler(self) -> Handler:
         lean = LEAN.get(self.endpoint)
