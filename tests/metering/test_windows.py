@@ -506,6 +506,14 @@ def test_a_client_decoding_responses_works(redis_url: str, redis_windows: Any) -
         client.close()
 
 
+def test_replies_are_parsed_by_hiredis(redis_windows: Any) -> None:
+    """redis-py's C reply parser is a dependency (`redis[hiredis]`): with the pure-Python one
+    a decision on Redis windows costs about a tenth more (bench/RESULTS.md)."""
+    import redis.connection
+
+    assert redis.connection.DefaultParser.__name__ == "_HiredisParser"
+
+
 def test_limits_beyond_64_bits_are_refused(redis_url: str, redis_windows: Any) -> None:
     from ledger.metering.errors import InvalidRequestError
 
