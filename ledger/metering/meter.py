@@ -59,7 +59,7 @@ from ledger.metering.waterfall import (
     refusal_reasons,
     retry_after,
 )
-from ledger.metering.windows import MemoryWindows, WindowStore, WindowTake
+from ledger.metering.windows import MemoryWindows, WindowKeep, WindowStore, WindowTake
 from ledger.store.base import Rollback, Store, Then, TxView
 
 UNITS_MAX = 10**12
@@ -840,16 +840,17 @@ class Meter:
         """Give back whatever an earlier attempt at settling `r`'s decision took for its excess
         and never committed: shared windows (Redis) outlive a process killed between that take
         and the commit, and the excess must be split on the room it really has, not charged to
-        money for units the windows still count for it. Reads no window: the keys follow from
-        the terms (an allowance's from `r.now`'s period)."""
-        token = f"{r.decision_id}:excess"
+        money for units the windows still count for it. Reads no window, and gives back in all
+        of them in one call: the keys follow from the terms (an allowance's from `r.now`'s
+        period)."""
         c = r.customer.customer
         keys = [c + w.suffix for w in r.terms.windows]
         for layer in r.fp.layers:
             if isinstance(layer, AllowanceLayer):
                 keys.append(_allowance_key(r, period_bounds(r.now, layer.period)[0]))
-        for key in keys:
-            self.windows.keep(token, key, 0)
+        self.windows.keep_all(
+            f"{r.decision_id}:excess", [WindowKeep(k, None, 0) for k in keys], r.now
+        )
 
     def release_excess(self, decision_id: int, takes: list[WindowTake]) -> None:
         """Give back an excess's takes whose settlement did not commit."""
@@ -866,25 +867,30 @@ class Meter:
         return _rooms(r.fp, windows, allowance, money)
 
     def keep_free(self, d: Decision, kept: dict[str, int], now: int) -> None:
-        """Give back the window and allowance units decision `d` did not use: its token is
-        left with `kept[layer]` units of each free layer named (`WindowStore.keep`), so giving
-        back again, after a settlement that did not commit, changes nothing."""
+        """Give back the window and allowance units decision `d` did not use, in one call: its
+        token is left with `kept[layer]` units of each free layer named
+        (`WindowStore.keep_all`), so giving back again, after a settlement that did not
+        commit, changes nothing."""
         decided = {p.layer: p.units for p in d.parts}
         if all(units >= decided.get(layer, 0) for layer, units in kept.items()):
             return  # nothing to give back
         r = self.request_for(d, now)
-        token = str(r.decision_id)
+        c, keeps = r.customer.customer, []
         for layer in r.fp.layers:
             units = kept.get(layer.kind)
             if units is None or units >= decided.get(layer.kind, 0):
                 continue
-            # Read through the views, as settling always did: they evict what expired under
-            # the decision's terms before anything is given back.
+            # Each window evicts what expired under the decision's terms before anything is
+            # given back, as reading it would (a window a later plan version makes longer would
+            # count an entry left there again).
             if isinstance(layer, WindowsLayer):
-                for w in self._window_views(r):
-                    self.windows.keep(token, w.key, units * w.weight)
+                keeps += [
+                    WindowKeep(c + w.suffix, w.length_ns, units * w.weight) for w in r.terms.windows
+                ]
             elif isinstance(layer, AllowanceLayer):
-                self.windows.keep(token, self._allowance_view(r, layer).key, units)
+                start, end = period_bounds(r.now, layer.period)
+                keeps.append(WindowKeep(_allowance_key(r, start), end - start, units))
+        self.windows.keep_all(str(r.decision_id), keeps, r.now)
 
     def request_for(self, d: Decision, now: int) -> _Request:
         """`d` again at `now` under the terms it was decided with (its plan version, its

@@ -21,8 +21,9 @@ Keys expire `length + ttl_slack_ms` after their newest entry, so idle windows di
 slack is there because `now` comes from the callers' clocks, not Redis's: a key must outlive
 its entries on the slowest caller's clock.
 
-A take names the keys of all its windows, so on Redis Cluster give the prefix a hash tag
-(`prefix="{tollgate}:"`) to keep every window in one slot; otherwise Redis refuses (CROSSSLOT).
+A take (and `keep_all`) names the keys of all its windows, so on Redis Cluster give the prefix
+a hash tag (`prefix="{tollgate}:"`) to keep every window in one slot; otherwise Redis refuses
+(CROSSSLOT).
 
 `release` is not idempotent (the protocol gives it no id): a client that retries a release whose
 reply was lost can give back twice, at most what the token took. `keep` (leave the token at most
@@ -40,7 +41,7 @@ import redis
 from redis.commands.core import Script
 
 from ledger.metering.errors import InvalidRequestError, MeteringError
-from ledger.metering.windows import WindowTake
+from ledger.metering.windows import WindowKeep, WindowTake
 
 LIMIT_MAX = 2**63 - 1
 """Largest window limit: a total never exceeds its limit, so Redis's 64-bit HINCRBY holds it."""
@@ -212,25 +213,37 @@ return given
 )
 
 
-# KEYS: z, h.  ARGV: token, units to keep. Returns {held before, held now}. Idempotent: a token
-# holding no more than asked is left alone. A token left with nothing leaves the window.
+# KEYS: z1, h1, z2, h2, ...  ARGV: token, then per window cut_ms, cut_sub (both '' for no
+# eviction) and the units to keep. Returns, per window, the units held before and held now.
+# Idempotent: a token holding no more than asked is left alone, so a script stopped half-way
+# (nothing here fails once keys exist) is finished by asking again. A token left with nothing
+# leaves the window.
 _KEEP_LUA = (
-    _DECIMAL_LUA
+    _EVICT_LUA
     + _FORGET_LUA
     + """
-local z, h, token, want = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
-local field = 'u:' .. token
-local have = redis.call('HGET', h, field)
-if not have then return {'0', '0'} end
-if not lt(want, have) then return {have, have} end
-redis.call('HINCRBY', h, '#total', '-' .. have)
-if want == '0' then
-  forget(z, h, token)
-else
-  redis.call('HINCRBY', h, '#total', want)
-  redis.call('HSET', h, field, want)
+local token, out = ARGV[1], {}
+for i = 1, #KEYS / 2 do
+  local z, h = KEYS[2 * i - 1], KEYS[2 * i]
+  local cut_ms, cut_sub, want = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
+  if cut_ms ~= '' then evict(z, h, tonumber(cut_ms), tonumber(cut_sub)) end
+  local field = 'u:' .. token
+  local have = redis.call('HGET', h, field) or '0'
+  local held = have
+  if lt(want, have) then
+    redis.call('HINCRBY', h, '#total', '-' .. have)
+    if want == '0' then
+      forget(z, h, token)
+    else
+      redis.call('HINCRBY', h, '#total', want)
+      redis.call('HSET', h, field, want)
+    end
+    held = want
+  end
+  table.insert(out, have)
+  table.insert(out, held)
 end
-return {have, want}
+return out
 """
 )
 
@@ -367,5 +380,16 @@ class RedisWindows:
         return int(given)
 
     def keep(self, token: str, key: str, units: int) -> int:
-        held, kept = self._run(self._keep, self._keys(key), [token, _count("units", units)])
-        return int(held) - int(kept)
+        return self.keep_all(token, [WindowKeep(key, None, units)], 0)[0]
+
+    def keep_all(self, token: str, keeps: Sequence[WindowKeep], now: int) -> list[int]:
+        if not keeps:
+            return []
+        names: list[str] = []
+        args = [token]
+        for k in keeps:
+            names += self._keys(k.key)
+            args += ["", ""] if k.length_ns is None else _cutoff(now, k.length_ns)
+            args.append(_count("units", k.units))
+        flat = self._run(self._keep, names, args)
+        return [int(flat[i]) - int(flat[i + 1]) for i in range(0, len(flat), 2)]

@@ -23,6 +23,15 @@ class WindowTake(NamedTuple):
     units: int
 
 
+class WindowKeep(NamedTuple):
+    """Leave a token counting at most `units` in the window under `key`; with `length_ns`, what
+    has expired under that length is evicted first, as reading the window would."""
+
+    key: str
+    length_ns: int | None
+    units: int
+
+
 class WindowStore(Protocol):
     def used(self, keys: Sequence[tuple[str, int]], now: int) -> list[int]:
         """Units counted now in each (key, length_ns) window."""
@@ -42,6 +51,10 @@ class WindowStore(Protocol):
         """Leave `token` counting at most `units` in `key`, giving back the rest; returns what
         was given back. Idempotent: asked again, it gives back nothing more. A token left with
         nothing leaves the window (a later take under it counts again)."""
+
+    def keep_all(self, token: str, keeps: Sequence[WindowKeep], now: int) -> list[int]:
+        """`keep` in each window named, in order, as one call (one round trip on Redis);
+        returns what each gave back."""
 
 
 class _Log:
@@ -246,6 +259,17 @@ class MemoryWindows:
         if log is None:
             return 0
         return self._give_back(log, token, max(0, log.units_of(token) - units))
+
+    def keep_all(self, token: str, keeps: Sequence[WindowKeep], now: int) -> list[int]:
+        for k in keeps:  # all refused before any is kept, as on Redis
+            if k.units < 0:
+                raise ValueError(f"keep of {k.units} units: units must not be negative")
+        given = []
+        for k in keeps:
+            if k.length_ns is not None:
+                self._log(k.key, k.length_ns, now)
+            given.append(self.keep(token, k.key, k.units))
+        return given
 
     @staticmethod
     def _give_back(log: _Log, token: str, given: int) -> int:

@@ -1,10 +1,11 @@
 """A settlement gives back the window and allowance units its completion did not use before it
-commits, and idempotently (`WindowStore.keep`): no crash after the commit can leave them taken,
-and a settlement that fails to commit and runs again gives back nothing twice. With memory
-windows and with Redis windows."""
+commits, in one call and idempotently (`WindowStore.keep_all`): no crash after the commit can
+leave them taken, and a settlement that fails to commit and runs again gives back nothing twice.
+With memory windows and with Redis windows."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,27 @@ def test_an_excess_taken_by_a_settlement_killed_before_its_commit_is_split_afres
     charged = {c.layer: c.units for c in done.charges}
     assert charged == {"windows": 100, "allowance": 30}  # no credits for units already taken
     assert counts(restarted, T0 + 2 * MINUTE) == [100, 30]
+
+
+class Counted:
+    """A window store that counts the calls made to it."""
+
+    def __init__(self, inner: WindowStore) -> None:
+        self.inner, self.calls = inner, Counter[str]()
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls[name] += 1
+        return getattr(self.inner, name)
+
+
+def test_a_settlement_gives_back_in_every_window_and_allowance_with_one_call(
+    store: Store, windows: WindowStore
+) -> None:
+    """One round trip on Redis, however many windows the plan has; no window is read first."""
+    counted = Counted(windows)
+    meter = meter_on(store, counted)  # type: ignore[arg-type]
+    d = meter.decide("ann", "f", 130, "d", T0)  # windows 100, allowance 30
+    counted.calls.clear()
+    meter.complete(d.decision_id, 60, T0 + MINUTE)
+    assert counted.calls == {"keep_all": 1}
+    assert counts(meter, T0 + MINUTE) == [60, 0]

@@ -27,8 +27,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from ledger.metering.errors import MeteringError
-from ledger.metering.windows import MemoryWindows, WindowStore, WindowTake
+from ledger.metering.errors import InvalidRequestError, MeteringError
+from ledger.metering.windows import MemoryWindows, WindowKeep, WindowStore, WindowTake
 from specs.metering import window_within_limit
 from tests.core.strategies import scaled
 
@@ -192,6 +192,30 @@ def test_keep_leaves_a_token_at_most_so_many_units_however_often_asked(
     assert windows.used([("k", SECOND)], T + SECOND) == [5]  # each expires on its own time
 
 
+def test_keep_all_keeps_in_each_window_evicting_first_where_a_length_is_given(
+    windows: WindowStore,
+) -> None:
+    both = [WindowTake("a", SECOND, 9, 5), WindowTake("b", 2 * SECOND, 9, 4)]
+    assert windows.take("tok", both, T) == (True, [0, 0])
+    keeps = [WindowKeep("a", SECOND, 1), WindowKeep("b", None, 1), WindowKeep("c", None, 0)]
+    assert windows.keep_all("tok", keeps, T + 1) == [4, 3, 0]
+    assert windows.keep_all("tok", keeps, T + 1) == [0, 0, 0]  # asked again: nothing more
+    assert windows.used([("a", SECOND), ("b", 2 * SECOND)], T + 1) == [1, 1]
+    # At T + SECOND the entry in "a" has expired: evicted first, there is nothing to give back;
+    # without a length it is still there to give back, as `keep` finds it.
+    assert windows.keep_all("tok", [WindowKeep("a", SECOND, 0)], T + SECOND) == [0]
+    assert windows.keep_all("tok", [WindowKeep("b", None, 0)], T + SECOND) == [1]
+    assert windows.used([("a", SECOND), ("b", 2 * SECOND)], T + SECOND) == [0, 0]
+    assert windows.keep_all("tok", [], T) == []
+
+
+def test_keep_all_refuses_negative_units_before_keeping_any(windows: WindowStore) -> None:
+    assert take1(windows, "tok", "a", 5, T, limit=9, length=SECOND) == (True, [0])
+    with pytest.raises((ValueError, InvalidRequestError), match="units"):  # memory, Redis
+        windows.keep_all("tok", [WindowKeep("a", None, 0), WindowKeep("b", None, -1)], T)
+    assert windows.used([("a", SECOND)], T) == [5]
+
+
 def test_a_partly_given_back_token_stays_recorded(windows: WindowStore) -> None:
     assert take1(windows, "tok", "k", 5, T, limit=5, length=SECOND) == (True, [0])
     assert windows.release("tok", "k", 4) == 4
@@ -303,6 +327,12 @@ class Reference:
         held = [e[1] for e in self.logs.get(key, []) if e[2] == token]
         return self.release(token, key, max(0, held[0] - units)) if held else 0
 
+    def keep_all(self, token: str, keeps: Sequence[WindowKeep], now: int) -> list[int]:
+        for k in keeps:
+            if k.length_ns is not None:
+                self.log(k.key, k.length_ns, now)
+        return [self.keep(token, k.key, k.units) for k in keeps]
+
 
 KEYS = ("a", "b", "c")
 TOKENS = ("t0", "t1", "t2", "t3", "x:y", "ü")
@@ -384,6 +414,19 @@ class WindowsAgainstReference(RuleBasedStateMachine):
         token, key = data.draw(st.sampled_from(held) | anything if held else anything)
         self.same("keep", token, key, units)
         assert self.same("keep", token, key, units) == 0  # idempotent
+
+    @rule(data=st.data(), evicts=st.lists(st.booleans(), min_size=1, max_size=3))
+    def keep_all(self, data: st.DataObject, evicts: list[bool]) -> None:
+        held = [e[2] for log in self.ref.logs.values() for e in log]
+        token = data.draw(
+            st.sampled_from(held) | st.sampled_from(TOKENS) if held else st.sampled_from(TOKENS)
+        )
+        keeps = [
+            WindowKeep(key, self.length[key] if evict else None, data.draw(st.integers(0, 6)))
+            for evict, key in zip(evicts, data.draw(st.permutations(KEYS)), strict=False)
+        ]
+        self.same("keep_all", token, keeps, self.now)
+        assert self.same("keep_all", token, keeps, self.now) == [0] * len(keeps)  # idempotent
 
     @precondition(lambda self: bool(self.length))
     @invariant()
@@ -506,6 +549,25 @@ def test_a_client_decoding_responses_works(redis_url: str, redis_windows: Any) -
         client.close()
 
 
+def test_keep_all_is_one_script_call(redis_url: str, redis_windows: Any) -> None:
+    """A settlement gives back in every window of a decision with one round trip."""
+    import redis
+
+    w = redis_windows.from_url(redis_url, prefix=fresh_prefix())
+    takes = [WindowTake(key, SECOND, 9, 3) for key in ("a", "b", "c")]
+    assert w.take("tok", takes, T) == (True, [0, 0, 0])
+    stats = redis.Redis.from_url(redis_url)
+
+    def scripts_run() -> int:
+        return int(stats.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+    before = scripts_run()
+    keeps = [WindowKeep("a", SECOND, 1), WindowKeep("b", None, 0), WindowKeep("c", SECOND, 3)]
+    assert w.keep_all("tok", keeps, T + 1) == [2, 3, 0]
+    assert scripts_run() == before + 1
+    assert w.used([(t.key, SECOND) for t in takes], T + 1) == [1, 0, 3]
+
+
 def test_replies_are_parsed_by_hiredis(redis_windows: Any) -> None:
     """redis-py's C reply parser is a dependency (`redis[hiredis]`): with the pure-Python one
     a decision on Redis windows costs about a tenth more (bench/RESULTS.md)."""
@@ -515,8 +577,6 @@ def test_replies_are_parsed_by_hiredis(redis_windows: Any) -> None:
 
 
 def test_limits_beyond_64_bits_are_refused(redis_url: str, redis_windows: Any) -> None:
-    from ledger.metering.errors import InvalidRequestError
-
     w = redis_windows.from_url(redis_url, prefix=fresh_prefix())
     try:
         with pytest.raises(InvalidRequestError, match="limit"):
