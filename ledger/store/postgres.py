@@ -287,6 +287,26 @@ class PostgresStore(SqlStore):
                 if started or attempt == 2 or not (conn.broken or conn.closed):
                     raise
 
+    def _statement_rows(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        """In autocommit: the server runs the statement as a transaction of its own. A
+        connection found broken is replaced and the statement sent again once (it only
+        reads)."""
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                conn.autocommit = True
+                try:
+                    return list(conn.execute(sql, params).fetchall())
+                finally:
+                    if not conn.closed:
+                        conn.autocommit = False
+            except psycopg.OperationalError as exc:
+                if attempt == 2 or not (conn.broken or conn.closed):
+                    raise self._failure(exc, "read") from exc
+            except psycopg.Error as exc:
+                raise self._failure(exc, "read") from exc
+        raise AssertionError("unreachable: the loop returns or raises")
+
     def _read_all(
         self, cur: Any, queries: Sequence[tuple[str, list[Any]] | None]
     ) -> list[list[Sequence[Any]]]:

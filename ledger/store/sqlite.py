@@ -155,6 +155,15 @@ class SqliteStore(SqlStore):
                 self._db.execute("COMMIT")
             cur.close()
 
+    def _statement_rows(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        cur = self._cursor()  # no BEGIN: the statement is a read transaction of its own
+        try:
+            return list(cur.execute(sql, params).fetchall())
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from exc
+        finally:
+            cur.close()
+
     def _matching(self, column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
         if len(ids) <= _MAX_PARAMETERS:
             return f"{column} IN ({', '.join('?' * len(ids))})", list(ids)

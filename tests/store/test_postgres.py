@@ -24,6 +24,7 @@ from ledger.store import (
     StoreUnavailableError,
     store_from_url,
 )
+from ledger.store.base import PendingStatus
 from ledger.store.sql import SCHEMA_VERSION, SqlStore
 
 from . import postgres_cluster
@@ -521,6 +522,37 @@ def test_a_connection_cut_while_idle_is_replaced(
         assert store.verify_chain().ok
 
 
+def test_a_read_one_statement_answers_sends_no_begin_or_commit(
+    postgres_database: NewDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lookups and `query` run their one statement in autocommit: one round trip, not three."""
+    import psycopg
+
+    sent: list[str] = []
+    command, execute = psycopg.Connection._exec_command, psycopg.Cursor.execute
+
+    def counted_command(self: Any, text: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(bytes(text).decode() if isinstance(text, bytes | bytearray) else str(text))
+        return command(self, text, *args, **kwargs)
+
+    def counted_execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append("statement")
+        return execute(self, query, *args, **kwargs)
+
+    with PostgresStore(postgres_database()) as store:
+        store.apply(opening(1, 2), NS)
+        assert store.apply([move(10, 1, 2, 5)], 2 * NS) == [Result.OK]
+        monkeypatch.setattr(psycopg.Connection, "_exec_command", counted_command)
+        monkeypatch.setattr(psycopg.Cursor, "execute", counted_execute)
+        assert [a.id for a in store.lookup_accounts([2, 1])] == [2, 1]
+        assert [t.id for t in store.lookup_transfers([10, 11])] == [10]
+        assert store.pending_status(10) is PendingStatus.NONE
+        assert store.query("SELECT id FROM accounts WHERE id > %s", [1]) == [(2,)]
+        assert sent == ["statement"] * 4
+        monkeypatch.undo()
+        assert store.apply([move(11, 1, 2, 5)], 3 * NS) == [Result.OK]  # writes as before
+
+
 def _modes(cur: Any) -> tuple[str, str]:
     cur.execute("SELECT current_setting('transaction_isolation'), "
                 "current_setting('transaction_read_only')")  # fmt: skip
@@ -545,7 +577,11 @@ def test_reads_are_repeatable_read_only_and_batches_read_committed(
         store.transact(2 * NS, build)
         assert seen == [("read committed", "off")]
         assert store.read(_modes) == ("repeatable read", "on")
-        assert store.apply([move(10, 1, 2, 5)], 3 * NS) == [Result.OK]
+        assert len(store.lookup_accounts([1, 2])) == 2  # a statement of its own, in autocommit
+        store.transact(3 * NS, build)
+        assert seen == [("read committed", "off")] * 2
+        assert store.read(_modes) == ("repeatable read", "on")
+        assert store.apply([move(10, 1, 2, 5)], 4 * NS) == [Result.OK]
 
 
 def test_a_connection_lost_inside_a_batch_raises_store_unavailable(
