@@ -21,11 +21,14 @@ synchronous=FULL on the default store). Every response is checked: status 200, a
 The machine has 2 cores: the client process competes with the server for them, and the figure
 is for server and client together (params say so).
 
-    python bench/http.py [--db sqlite|memory|URL] [--decisions 20000] [--warm-up 3000]
-                         [--runs 3] [--concurrency 32] [--customers 1000] [--quick]
+    python bench/http.py [--db sqlite|memory|both|postgres|URL] [--decisions 20000]
+                         [--warm-up 3000] [--runs 3] [--concurrency 32] [--customers 1000]
+                         [--quick]
 
 `--db sqlite` (the default) is a fresh file in a temporary folder; `--db memory` is memory://.
-With `--db both` it measures SQLite then memory://.
+With `--db both` it measures SQLite then memory://. `--db postgres` is a database on a throwaway
+PostgreSQL cluster the script starts as the tests start theirs (initdb/pg_ctl on a free
+loopback port, fsync and synchronous_commit on); the server keeps its windows in memory.
 """
 
 from __future__ import annotations
@@ -253,7 +256,11 @@ def measure(db_url: str, label: str, args: argparse.Namespace) -> list[dict[str,
     latencies.sort()
     params = {
         "store": label,
-        "db": db_url if label == "memory" else "sqlite (fresh file, WAL, synchronous=FULL)",
+        "db": {
+            "memory": db_url,
+            "sqlite": "sqlite (fresh file, WAL, synchronous=FULL)",
+            "postgres": "postgresql (throwaway cluster started by the script, loopback, fsync on)",
+        }.get(label, label),
         "decisions_per_run": args.decisions,
         "runs": [round(r, 1) for r in rates],
         "warm_up": args.warm_up,
@@ -292,12 +299,21 @@ def main() -> None:
     if args.quick:
         args.decisions, args.warm_up, args.customers, args.runs = 1_000, 200, 50, 1
     targets: list[tuple[str, str]] = []
-    with tempfile.TemporaryDirectory(prefix="tollgate-http-") as folder:
+    with (
+        tempfile.TemporaryDirectory(prefix="tollgate-http-") as folder,
+        contextlib.ExitStack() as stack,
+    ):
         sqlite_url = f"sqlite:///{Path(folder) / 'bench.db'}"
         if args.db in ("sqlite", "both"):
             targets.append((sqlite_url, "sqlite"))
         if args.db in ("memory", "both"):
             targets.append(("memory://", "memory"))
+        if args.db == "postgres":
+            sys.path.insert(0, str(ROOT))  # the tests' cluster helper
+            from tests.store.postgres_cluster import running_cluster
+
+            cluster = stack.enter_context(running_cluster())
+            targets.append((cluster.create_database("http_bench"), "postgres"))
         if not targets:
             targets.append((args.db, args.db.split(":", 1)[0]))
         for url, label in targets:

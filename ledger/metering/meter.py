@@ -472,19 +472,17 @@ class Meter:
 
     def _batch_for(self, requests: Sequence[DecideRequest]) -> _Batch:
         """A batch with, on a shared database, the decisions already made under the requests'
-        keys and the customers' latest decision times, read in one transaction."""
+        keys and the customers' latest decision times, read together (one statement)."""
         if not self._shared:
             return _Batch({}, {})
         pairs = [(q.customer, q.key) for q in requests if isinstance(q.customer, str)]
         cached = self.registry.decisions
         wanted = [pair for pair in pairs if pair not in cached]
-
-        def read(cur: Cursor) -> tuple[dict[tuple[str, str], Decision], dict[str, int]]:
-            customers = sorted({c for c, _ in pairs})
-            return self.tables.decisions_by_keys(cur, wanted), self.tables.latest_of(cur, customers)
-
+        customers = sorted({c for c, _ in pairs})
         # All replays the cache holds need no time: no read.
-        earlier, latest = self.tables.read(self.store, read) if wanted else ({}, {})
+        earlier, latest = (
+            self.tables.earlier_and_latest(self.store, wanted, customers) if wanted else ({}, {})
+        )
         earlier.update((pair, cached[pair]) for pair in pairs if pair in cached)
         return _Batch(earlier, latest)
 

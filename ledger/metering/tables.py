@@ -6,6 +6,7 @@ so a decision and its holds, or a settlement and its transfers, commit together.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -20,6 +21,7 @@ from ledger.metering.records import (
     decision_to_json,
 )
 from ledger.store.base import SchemaTooNewError, Store
+from ledger.store.sql import SqlStore
 
 Cursor = Any
 
@@ -98,13 +100,12 @@ class MeterTables(Protocol):
     def latest(self, cur: Cursor, customer: str) -> int:
         """The latest time a decision of `customer` was evaluated at (0: none)."""
 
-    def latest_of(self, cur: Cursor, customers: Sequence[str]) -> dict[str, int]:
-        """`latest` of each customer that has a decision."""
-
-    def decisions_by_keys(
-        self, cur: Cursor, pairs: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], Decision]:
-        """The decisions made under those (customer, idempotency key) pairs."""
+    def earlier_and_latest(
+        self, store: Store, pairs: Sequence[tuple[str, str]], customers: Sequence[str]
+    ) -> tuple[dict[tuple[str, str], Decision], dict[str, int]]:
+        """The decisions made under those (customer, idempotency key) pairs, and `latest` of
+        each of `customers` that has a decision, read in one snapshot: on a database, one
+        statement outside any transaction block, one index probe per pair and per customer."""
 
     def decision_by_key(self, cur: Cursor, customer: str, key: str) -> Decision | None: ...
     def decision_by_id(self, cur: Cursor, decision_id: int) -> Decision | None: ...
@@ -254,14 +255,12 @@ class MemoryTables:
     def latest(self, cur: Cursor, customer: str) -> int:
         return self.latest_at.get(customer, 0)
 
-    def latest_of(self, cur: Cursor, customers: Sequence[str]) -> dict[str, int]:
-        return {c: self.latest_at[c] for c in customers if c in self.latest_at}
-
-    def decisions_by_keys(
-        self, cur: Cursor, pairs: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], Decision]:
-        found = ((pair, self.decision_by_key(cur, *pair)) for pair in pairs)
-        return {pair: d for pair, d in found if d is not None}
+    def earlier_and_latest(
+        self, store: Store, pairs: Sequence[tuple[str, str]], customers: Sequence[str]
+    ) -> tuple[dict[tuple[str, str], Decision], dict[str, int]]:
+        found = ((pair, self.decision_by_key(None, *pair)) for pair in pairs)
+        latest = {c: self.latest_at[c] for c in customers if c in self.latest_at}
+        return {pair: d for pair, d in found if d is not None}, latest
 
     def decision_by_key(self, cur: Cursor, customer: str, key: str) -> Decision | None:
         found = self._decision_keys.get(customer, {}).get(key)
@@ -493,35 +492,46 @@ class SqlTables:
         row = cur.fetchone()
         return 0 if row is None or row[0] is None else int(row[0])
 
-    def latest_of(self, cur: Cursor, customers: Sequence[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for chunk in _chunks(customers):
-            where, params = self._in("customer", chunk)
-            cur.execute(
-                f"SELECT customer, MAX(now) FROM decisions WHERE {where} GROUP BY customer", params
-            )
-            found.update((str(c), int(at)) for c, at in cur.fetchall())
-        return found
+    def earlier_and_latest(
+        self, store: Store, pairs: Sequence[tuple[str, str]], customers: Sequence[str]
+    ) -> tuple[dict[tuple[str, str], Decision], dict[str, int]]:
+        """Pairs and customers go in as one array (or JSON) parameter each, and each row
+        probes the index on (customer, key) or (customer, now) in a subquery of its own: the
+        plan stays one probe per row whatever the statistics said when the server cached it
+        (a join or a GROUP BY planned on a nearly empty table scans the whole table once it
+        has grown), and no host-parameter limit applies."""
+        if not pairs and not customers:
+            return {}, {}
+        assert isinstance(store, SqlStore), "SQL tables live in a SQL store"
+        by_pair, pair_params = self._rows_of("p", ("customer", "key"), pairs)
+        each, customer_params = self._rows_of("c", ("customer",), [(c,) for c in customers])
+        rows = store.query(
+            "SELECT 0, p.customer, p.key, (SELECT d.body FROM decisions d "
+            f"WHERE d.customer = p.customer AND d.key = p.key) FROM {by_pair} "
+            "UNION ALL SELECT 1, c.customer, CAST((SELECT MAX(d.now) FROM decisions d "
+            f"WHERE d.customer = c.customer) AS TEXT), NULL FROM {each}",
+            pair_params + customer_params,
+        )
+        earlier = {
+            (str(c), str(k)): decision_from_json(body)
+            for kind, c, k, body in rows
+            if kind == 0 and body is not None
+        }
+        latest = {str(c): int(at) for kind, c, at, _ in rows if kind == 1 and at is not None}
+        return earlier, latest
 
-    def decisions_by_keys(
-        self, cur: Cursor, pairs: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], Decision]:
-        """Read by the pairs' customers and keys (the unique index serves both), then kept
-        only where the pair matches."""
-        wanted, found = set(pairs), {}
-        for chunk in _chunks(sorted(wanted), 2000):
-            by_customer, params_c = self._in("customer", sorted({c for c, _ in chunk}))
-            by_key, params_k = self._in("key", sorted({k for _, k in chunk}))
-            cur.execute(
-                self._q(
-                    f"SELECT customer, key, body FROM decisions WHERE {by_customer} AND {by_key}"
-                ),
-                params_c + params_k,
-            )
-            for customer, key, body in cur.fetchall():
-                if (customer, key) in wanted:
-                    found[(str(customer), str(key))] = decision_from_json(body)
-        return found
+    def _rows_of(
+        self, alias: str, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]
+    ) -> tuple[str, list[Any]]:
+        """A FROM item `alias` whose text `columns` hold `rows`, and its parameters: arrays
+        unnested on PostgreSQL, a JSON array on SQLite."""
+        if self.skip_locked:  # PostgreSQL
+            arrays = ", ".join(["%s::text[]"] * len(columns))
+            return f"unnest({arrays}) AS {alias}({', '.join(columns)})", [
+                [row[i] for row in rows] for i in range(len(columns))
+            ]
+        picked = ", ".join(f"json_extract(value, '$[{i}]') AS {c}" for i, c in enumerate(columns))
+        return f"(SELECT {picked} FROM json_each(?)) AS {alias}", [json.dumps(list(rows))]
 
     def _decision(self, cur: Cursor, where: str, params: tuple[object, ...]) -> Decision | None:
         cur.execute(self._q(f"SELECT body FROM decisions WHERE {where}"), params)
@@ -871,7 +881,6 @@ _MIGRATIONS: dict[int, Callable[[SqlTables, Cursor], None]] = {
 def tables_for(store: Store) -> MeterTables:
     """The tables that live with `store`: in its database, or in memory."""
     from ledger.store.memory import MemoryStore
-    from ledger.store.sql import SqlStore
 
     if isinstance(store, MemoryStore):
         # The tables live as long as the store, as they would in its database: a Meter made

@@ -161,21 +161,25 @@ def test_a_malformed_request_is_refused_alone(stores: tuple[Store, Store]) -> No
     assert getattr(got[1], "field", None) == "idempotency_key"
 
 
-def test_on_a_shared_database_decide_reads_what_it_needs_in_one_transaction(
-    tmp_path: Path,
+def test_on_a_shared_database_decide_reads_what_it_needs_in_one_statement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The decision made earlier under the key and the customer's latest time: one read
-    transaction for a new decision (a batch of one), none for a replay the cache holds."""
+    """The decision made earlier under the key and the customer's latest time: one statement
+    for a new decision (a batch of one), no read for a replay the cache holds."""
     with SqliteStore(tmp_path / "shared.db", synchronous="NORMAL") as store:
         meter = _meter(store)
         reads: list[int] = []
-        read = meter.tables.read
+        read, query = store.read, store.query
 
-        def counting(store: Store, fn: Any) -> Any:
-            reads.append(1)
-            return read(store, fn)
+        def counting(real: Any) -> Any:
+            def counted(*args: Any) -> Any:
+                reads.append(1)
+                return real(*args)
 
-        meter.tables.read = counting  # type: ignore[method-assign]
+            return counted
+
+        monkeypatch.setattr(store, "read", counting(read))
+        monkeypatch.setattr(store, "query", counting(query))
         first = meter.decide("alice", F, 1, "k1", T0 + 1)
         assert first.allowed and len(reads) == 1
         assert meter.decide("alice", F, 1, "k1", T0 + 2) == first and len(reads) == 1
