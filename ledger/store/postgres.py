@@ -99,17 +99,21 @@ _TRANSFER_TYPES = [
     "bytea",
 ]
 
+# The updates name their ids twice, the second time as `id = ANY(...)`: the server then probes
+# the primary key for them whatever its statistics say. Joined on `v.id` alone, a plan it cached
+# while the table was small (a generic plan, kept until the table is analysed) hash-joins a
+# scan of the whole table, in every batch, as the table grows.
 _UPDATE_ACCOUNTS = """
 UPDATE accounts AS a SET debits_pending = v.debits_pending, debits_posted = v.debits_posted,
     credits_pending = v.credits_pending, credits_posted = v.credits_posted
 FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])
     AS v(id, debits_pending, debits_posted, credits_pending, credits_posted)
-WHERE a.id = v.id
+WHERE a.id = v.id AND a.id = ANY(%s::bigint[])
 """
 _UPDATE_STATUSES = """
 UPDATE transfers AS t SET status = v.status
 FROM unnest(%s::bigint[], %s::smallint[]) AS v(id, status)
-WHERE t.id = v.id
+WHERE t.id = v.id AND t.id = ANY(%s::bigint[])
 """
 
 _RETRYABLE = (
@@ -404,13 +408,14 @@ class PostgresStore(SqlStore):
         one UPDATE per row)."""
         if rows:
             columns = zip(*((a[0], a[5], a[6], a[7], a[8]) for a in rows), strict=True)
-            cur.execute(_UPDATE_ACCOUNTS, [_bigint_array(column) for column in columns])
+            arrays = [_bigint_array(column) for column in columns]
+            cur.execute(_UPDATE_ACCOUNTS, [*arrays, arrays[0]])
 
     def _update_statuses(self, cur: Any, statuses: Mapping[int, PendingStatus]) -> None:
         """Every resolved pending transfer's status in one UPDATE."""
         if statuses:
-            ids, values = list(statuses), [int(s) for s in statuses.values()]
-            cur.execute(_UPDATE_STATUSES, (_bigint_array(ids), _bigint_array(values)))
+            ids, values = _bigint_array(list(statuses)), [int(s) for s in statuses.values()]
+            cur.execute(_UPDATE_STATUSES, (ids, _bigint_array(values), ids))
 
     def _insert_accounts(
         self, cur: Any, accounts: Sequence[Sequence[int]], hashes: dict[int, bytes]

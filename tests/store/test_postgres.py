@@ -28,6 +28,7 @@ from ledger.store.base import PendingStatus
 from ledger.store.sql import SCHEMA_VERSION, SqlStore
 
 from . import postgres_cluster
+from .plans import generic_plan
 from .postgres_cluster import (
     Cluster,
     ClusterUnavailable,
@@ -680,3 +681,23 @@ def test_a_batch_written_pipelined_stores_what_a_copied_one_stores(
     assert len(pipelined["transfers"]) == 45 and len(pipelined["expiries"]) == 5
     assert len(pipelined["history"]) > 64  # more rows than a pipelined write would take
     assert pipelined == copied
+
+
+@pytest.mark.parametrize(
+    ("statement", "table", "types"),
+    [
+        (postgres._UPDATE_ACCOUNTS, "accounts", ["bigint[]"] * 6),
+        (postgres._UPDATE_STATUSES, "transfers", ["bigint[]", "smallint[]", "bigint[]"]),
+    ],
+    ids=["accounts", "statuses"],
+)
+def test_a_batch_update_probes_the_primary_key_even_as_planned_on_an_empty_table(
+    postgres_database: NewDatabase, statement: str, table: str, types: list[str]
+) -> None:
+    """The server keeps a generic plan once it has one: planned while the table was nearly
+    empty, a join on the ids alone would scan the whole table in every batch later."""
+    url = postgres_database()
+    PostgresStore(url).close()
+    plan = generic_plan(url, statement, types)
+    assert f"Seq Scan on {table}" not in plan, plan
+    assert f"Index Scan on {table}_pkey" in plan, plan
