@@ -699,14 +699,19 @@ class SqlTables:
         if not usage_ids:
             return []
         where, params = self._in("u.id", usage_ids)
+        # A subquery per event and table, each a primary-key probe: joins planned while the
+        # tables were small (PostgreSQL keeps such a generic plan) would scan every decision,
+        # completion and outbox entry in each batch once they have grown.
         cur.execute(
-            f"SELECT {_U_USAGE_COLUMNS}, d.body, c.decision_id, o.digest FROM usage_events u "
-            "JOIN decisions d ON d.decision_id = u.decision_id "
-            "LEFT JOIN completions c ON c.decision_id = u.decision_id "
-            f"LEFT JOIN outbox o ON o.usage_id = u.id WHERE {where}",
+            f"SELECT {_U_USAGE_COLUMNS}, "
+            "(SELECT d.body FROM decisions d WHERE d.decision_id = u.decision_id), "
+            "(SELECT c.decision_id FROM completions c WHERE c.decision_id = u.decision_id), "
+            "(SELECT o.digest FROM outbox o WHERE o.usage_id = u.id) "
+            f"FROM usage_events u WHERE {where}",
             params,
         )
-        rows = {int(r[0]): r for r in cur.fetchall()}
+        # An event whose decision is missing is left out, as the join with decisions did.
+        rows = {int(r[0]): r for r in cur.fetchall() if r[8] is not None}
         return [
             SettlementInput(
                 UsageEvent(*rows[i][:8]),

@@ -4,7 +4,6 @@ on the databases in one statement whose plan probes an index per pair and per cu
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,32 +95,3 @@ def test_on_sqlite_each_pair_and_customer_is_one_index_probe(
         "SEARCH d USING COVERING INDEX decisions_by_time (customer=?)",
     ], plan
     assert sum(line.startswith("CORRELATED SCALAR SUBQUERY") for line in plan) == 2, plan
-
-
-def test_on_postgresql_a_plan_cached_on_an_empty_table_still_probes_the_indexes(
-    pg_databases: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The server caches a generic plan after a few executions; planned while the table was
-    empty, a join or GROUP BY would scan every decision of the customers, or the whole table,
-    in every batch once it has grown."""
-    import psycopg
-
-    from ledger.store.postgres import PostgresStore
-
-    url = pg_databases.create()[1]
-    with PostgresStore(url) as store:
-        m = Meter(store)
-        sql, _ = sent_statement(m, monkeypatch)
-        numbered = iter(range(1, 100))
-        prepared = re.sub("%s", lambda _: f"${next(numbered)}", sql)
-        types = ", ".join(["text[]"] * (sql.count("%s")))
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("SET plan_cache_mode = force_generic_plan")
-            conn.execute(f"PREPARE probe({types}) AS {prepared}", prepare=False)
-            arrays = ", ".join(["'{a}'"] * sql.count("%s"))
-            plan = "\n".join(
-                r[0] for r in conn.execute(f"EXPLAIN EXECUTE probe({arrays})", prepare=False)
-            )
-    assert "Seq Scan on decisions" not in plan and "Bitmap" not in plan, plan
-    assert "Index Scan using decisions_customer_key_key on decisions" in plan, plan
-    assert "Index Only Scan Backward using decisions_by_time on decisions" in plan, plan
