@@ -625,14 +625,18 @@ class SqlTables:
         self, cur: Cursor, keys: Sequence[tuple[str, str]], decision_ids: Sequence[int]
     ) -> list[UsageEvent]:
         found: dict[int, UsageEvent] = {}
-        join = "JOIN usage_events u ON u.customer = v.c AND u.key = v.k"
         for chunk in _chunks(keys):
-            if self.skip_locked:  # PostgreSQL: two array parameters
+            if self.skip_locked:  # PostgreSQL: two array parameters; see `_probe_each`
                 pairs = "unnest(%s::text[], %s::text[]) AS v(c, k)"
-                sql = f"SELECT {_U_USAGE_COLUMNS} FROM {pairs} {join}"
+                probe = _probe_each(
+                    f"SELECT {_U_USAGE_COLUMNS} FROM usage_events u "
+                    "WHERE u.customer = v.c AND u.key = v.k"
+                )
+                sql = f"SELECT u.* FROM {pairs} JOIN {probe}"
                 params: list[Any] = [[c for c, _ in chunk], [k for _, k in chunk]]
             else:
                 values = ", ".join(["(?, ?)"] * len(chunk))
+                join = "JOIN usage_events u ON u.customer = v.c AND u.key = v.k"
                 sql = f"WITH v(c, k) AS (VALUES {values}) SELECT {_U_USAGE_COLUMNS} FROM v {join}"
                 params = [x for pair in chunk for x in pair]
             cur.execute(sql, params)
@@ -758,10 +762,10 @@ class SqlTables:
         )
 
     def backlog(self, cur: Cursor) -> tuple[int, int | None]:
-        cur.execute(
-            "SELECT COUNT(*), MIN(u.occurred_at) FROM outbox o "
-            "JOIN usage_events u ON u.id = o.usage_id"
-        )
+        event = "usage_events u ON u.id = o.usage_id"
+        if self.skip_locked:  # PostgreSQL: see `_probe_each`
+            event = _probe_each("SELECT u.occurred_at FROM usage_events u WHERE u.id = o.usage_id")
+        cur.execute(f"SELECT COUNT(*), MIN(u.occurred_at) FROM outbox o JOIN {event}")
         count, oldest = cur.fetchone()
         return int(count), None if oldest is None else int(oldest)
 
@@ -824,6 +828,15 @@ def _usage_values(u: UsageEvent) -> tuple[int | str, ...]:
         u.decision_id,
         u.received_at,
     )
+
+
+def _probe_each(row_of: str) -> str:
+    """PostgreSQL: a join's inner side as an index probe per outer row, `LATERAL (...) u ON
+    true`, for a `row_of` that names at most one row (LIMIT 1 keeps the planner from flattening
+    it back into a join). A join planned while the tables were small, which is the plan the
+    server caches for a prepared statement, hashes the whole inner table on every run once the
+    table has grown."""
+    return f"LATERAL ({row_of} LIMIT 1) u ON true"
 
 
 def _chunks(items: Sequence[Any], size: int = 5000) -> Iterator[Sequence[Any]]:

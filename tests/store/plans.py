@@ -9,16 +9,21 @@ import re
 from collections.abc import Sequence
 
 
-def generic_plan(url: str, statement: str, types: Sequence[str]) -> str:
-    """EXPLAIN of `statement` (psycopg `%s` placeholders, one per type in `types`, all array
-    types) prepared with `plan_cache_mode = force_generic_plan`, run with one-element arrays."""
+def generic_plan(url: str, statement: str, types: Sequence[str] | None = None) -> str:
+    """EXPLAIN of `statement` (psycopg `%s` placeholders) prepared with `plan_cache_mode =
+    force_generic_plan`. With `types` (one per placeholder, all array types) it is run with
+    one-element arrays; without, the server infers the types and it is run with NULLs (a
+    generic plan does not depend on the values)."""
     import psycopg
 
-    numbered = iter(range(1, len(types) + 1))
-    prepared = re.sub("%s", lambda _: f"${next(numbered)}", statement)
+    count = statement.count("%s")
+    numbered = iter(range(1, count + 1))
+    prepared = re.sub("%s", lambda _: f"${next(numbered)}", statement).replace("%%", "%")
+    declared = f"({', '.join(types)})" if types is not None else ""
+    values = ["'{1}'" if types is not None else "NULL"] * count
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET plan_cache_mode = force_generic_plan")
-        conn.execute(f"PREPARE probe({', '.join(types)}) AS {prepared}", prepare=False)
-        arrays = ", ".join(["'{1}'"] * len(types))
-        rows = conn.execute(f"EXPLAIN EXECUTE probe({arrays})", prepare=False)
+        conn.execute(f"PREPARE probe{declared} AS {prepared}", prepare=False)
+        run = f"EXECUTE probe({', '.join(values)})" if count else "EXECUTE probe"
+        rows = conn.execute(f"EXPLAIN {run}", prepare=False)
         return "\n".join(row[0] for row in rows)
