@@ -56,10 +56,11 @@ class Api:
         return bearer(None if who is None else self.keys.get(who, who))
 
 
-def make_api(*, customers: tuple[str, ...] = ("alice", "bob")) -> Api:
-    """A MemoryStore meter with the plan, the prices and `customers` (each with 100,000 bought
-    micro-credits), keys for service, admin and auditor, and a read token per customer."""
-    meter = Meter(MemoryStore())
+def make_api(*, customers: tuple[str, ...] = ("alice", "bob"), meter: Meter | None = None) -> Api:
+    """A meter (by default on a MemoryStore) with the plan, the prices and `customers` (each
+    with 100,000 bought micro-credits), keys for service, admin and auditor, and a read token
+    per customer."""
+    meter = meter if meter is not None else Meter(MemoryStore())
     now = time.time_ns()
     keys = {role: create_api_key(meter, role, now) for role in ("service", "admin", "auditor")}
     client = TestClient(create_app(meter), raise_server_exceptions=False)

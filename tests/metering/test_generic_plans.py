@@ -5,16 +5,13 @@ statement a demo workload sends."""
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from ledger.demo import DemoConfig, run, workload
 from ledger.metering import Meter
-from tests.store.plans import generic_plan
+from tests.store.plans import generic_plan, statements_sent, whole_table_reads_when_empty
 
 from .pg import pg_cluster, pg_databases
 
@@ -86,49 +83,13 @@ def test_a_settlement_batch_reads_its_events_by_primary_key_probes(
         assert f"using {index}" in plan or f"on {index}" in plan, (index, plan)
 
 
-# Tables a statement may read whole: the queue of unsettled events (a backlog count reads it; it
-# is as long as the backlog, not the history) and the one-row bookkeeping tables.
-READ_WHOLE = frozenset({"outbox", "clock", "meter_schema", "meter_stamp", "tollgate_meta"})
-PLANNED = ("SELECT", "WITH", "INSERT", "UPDATE", "DELETE")
-
-
-@pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
-    """Every statement text sent through a psycopg cursor while the test runs, with its count."""
-    import psycopg
-
-    sent: Counter[str] = Counter()
-    for name in ("execute", "executemany"):
-        real = getattr(psycopg.Cursor, name)
-
-        def recording(self: Any, query: Any, *args: Any, _real: Any = real, **kw: Any) -> Any:
-            if isinstance(query, str):
-                sent[query] += 1
-            return _real(self, query, *args, **kw)
-
-        monkeypatch.setattr(psycopg.Cursor, name, recording)
-    yield sent
-
-
 def test_no_statement_of_a_demo_workload_reads_a_growing_table_whole(
-    pg_databases: Any, recorded: Counter[str]
+    pg_databases: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ledger.store.postgres import PostgresStore
-
-    with PostgresStore(pg_databases.create()[1]) as store:
-        meter = Meter(store)
-        recorded.clear()  # what opening a meter reads once is not a per-request cost
+    def demo_week(meter: Meter) -> None:
         run(meter, workload(DemoConfig(users=12, hours=30, seed=3)))
         meter.backlog()
-    statements = [q for q in recorded if q.split(None, 1)[0].upper() in PLANNED]
-    empty = pg_databases.create()[1]
-    with PostgresStore(empty) as store:
-        Meter(store)  # the tables and indexes, no rows: as when the plans get cached
-    assert len(statements) >= 25 and sum(recorded[q] for q in statements) > 1000, recorded
-    whole = {}
-    for statement in statements:
-        plan = generic_plan(empty, statement)
-        scanned = set(re.findall(r"Seq Scan on (\w+)", plan)) - READ_WHOLE
-        if scanned:
-            whole[statement] = (sorted(scanned), plan)
-    assert not whole, whole
+
+    sent = statements_sent(pg_databases.create()[1], demo_week, monkeypatch)
+    assert len(sent) >= 25 and sum(sent.values()) > 1000, sent
+    assert not whole_table_reads_when_empty(pg_databases.create()[1], list(sent))
