@@ -27,6 +27,7 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "http": ("--quick",),
     "simulate": ("--steps", "300", "--runs", "1", "--processes", "1"),
     "restore": ("--users", "10", "--hours", "24", "--runs", "1"),
+    "grown_tables": ("--events", "2000", "--runs", "1", "--repeat", "3"),
 }
 """Each script, with the arguments `--quick` gives it (small counts: a smoke test)."""
 
