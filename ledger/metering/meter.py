@@ -165,6 +165,7 @@ class Meter:
         self._locked_terms: dict[tuple[str, int, str, int, int], Terms] = {}
         self._lock = threading.RLock()
         self._apply(acc.platform_accounts(), 0, lambda cur: self.tables.setup(cur))
+        self.tables.finish_setup(store)
         self.reload()
         self.restored: int | None = None
         """How many recorded decisions its own windows were started from (None: given)."""

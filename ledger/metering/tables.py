@@ -7,6 +7,7 @@ so a decision and its holds, or a settlement and its transfers, commit together.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -90,6 +91,9 @@ class MeterTables(Protocol):
 
     def read(self, store: Store, fn: Callable[[Cursor], Any]) -> Any: ...
     def setup(self, cur: Cursor) -> None: ...
+    def finish_setup(self, store: Store) -> None:
+        """What `setup` leaves to be done outside its transaction, once it has committed."""
+
     def put_record(self, cur: Cursor, kind: str, key: str, body: str) -> None: ...
     def records(self, cur: Cursor, kind: str) -> list[tuple[str, str]]: ...
     def records_stamp(self, cur: Cursor) -> int:
@@ -227,6 +231,9 @@ class MemoryTables:
         return fn(None)
 
     def setup(self, cur: Cursor) -> None:
+        pass
+
+    def finish_setup(self, store: Store) -> None:
         pass
 
     def put_record(self, cur: Cursor, kind: str, key: str, body: str) -> None:
@@ -433,12 +440,45 @@ class SqlTables:
                 f"this one reads up to {METER_SCHEMA_VERSION}); upgrade Tollgate to use this "
                 "database. Nothing was written to it"
             )
-        for statement in SCHEMA:
-            cur.execute(statement)
+        if version == 1:  # new, or from before the record: parts of layout 1 may be missing
+            for statement in SCHEMA:
+                cur.execute(statement)
+        # A later layout has all of them. Not creating them again keeps an opening free of the
+        # lock CREATE INDEX takes on PostgreSQL even when the index exists: it waits for every
+        # write in progress on the table and holds every later one until the opening commits.
         while version < METER_SCHEMA_VERSION:
             version += 1
             _MIGRATIONS[version](self, cur)
             cur.execute(self._q("UPDATE meter_schema SET version = ? WHERE id = 1"), (version,))
+
+    def finish_setup(self, store: Store) -> None:
+        """PostgreSQL: build the indexes of `_BUILT_ALONE` that are missing, or left invalid by
+        an interrupted build, with CREATE INDEX CONCURRENTLY: writes to the table go on while
+        it is built, where a build in the set-up transaction would hold them (and, through the
+        clock row, every other write) until it ends. One process builds at a time, under a
+        lock the others poll for: a build waits for every transaction already running, so a
+        process waiting in a statement of its own would wait for it in turn."""
+        if not self.skip_locked:
+            return
+        from ledger.store.postgres import PostgresStore
+
+        assert isinstance(store, PostgresStore), "PostgreSQL tables live in a PostgreSQL store"
+        if all(_index_state(store, name) for name, _ in _BUILT_ALONE):
+            return
+        release = store.hold_lock("meter-indexes", shared=False)
+        while release is None:
+            time.sleep(0.05)
+            release = store.hold_lock("meter-indexes", shared=False)
+        try:
+            for name, on in _BUILT_ALONE:
+                valid = _index_state(store, name)
+                if valid:
+                    continue
+                if valid is not None:
+                    store.run_alone(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+                store.run_alone(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {on}")
+        finally:
+            release()
 
     def put_record(self, cur: Cursor, kind: str, key: str, body: str) -> None:
         cur.execute(
@@ -882,11 +922,32 @@ def _completions_keep_settled_at(tables: SqlTables, cur: Cursor) -> None:
     cur.execute("ALTER TABLE completions ADD COLUMN settled_at BIGINT NOT NULL DEFAULT 0")
 
 
+_BUILT_ALONE = (
+    ("decisions_by_now", "decisions (now)"),
+    ("completions_by_settled_at", "completions (settled_at)"),
+)
+"""Layout 4's indexes: (name, table and columns)."""
+
+
+def _index_state(store: SqlStore, name: str) -> bool | None:
+    """PostgreSQL: whether index `name` is valid (None: there is none)."""
+    sql = "SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s))"
+    [[valid]] = store.query(sql, [name])
+    return None if valid is None else bool(valid)
+
+
 def _history_is_indexed(tables: SqlTables, cur: Cursor) -> None:
     """Layout 4: a meter opening reads the decisions made or settled within its windows'
-    horizon (`window_history`) through these, instead of every decision the database holds."""
-    cur.execute("CREATE INDEX IF NOT EXISTS decisions_by_now ON decisions (now)")
-    cur.execute("CREATE INDEX IF NOT EXISTS completions_by_settled_at ON completions (settled_at)")
+    horizon (`window_history`) through these, instead of every decision the database holds.
+    On PostgreSQL an index on a table that has rows is built after this transaction
+    (`SqlTables.finish_setup`); one on an empty table (a new database) costs nothing here."""
+    for name, on in _BUILT_ALONE:
+        table = on.split()[0]
+        if tables.skip_locked:
+            cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")
+            if cur.fetchone()[0]:
+                continue
+        cur.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {on}")
 
 
 _MIGRATIONS: dict[int, Callable[[SqlTables, Cursor], None]] = {

@@ -311,6 +311,20 @@ class PostgresStore(SqlStore):
                 raise self._failure(exc, "read") from exc
         raise AssertionError("unreachable: the loop returns or raises")
 
+    def run_alone(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one statement outside any transaction block, for those PostgreSQL refuses
+        inside one (CREATE INDEX CONCURRENTLY). Not sent again if the connection breaks."""
+        conn = self._connection()
+        try:
+            conn.autocommit = True
+            try:
+                conn.execute(sql, params or None, prepare=False)
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
+        except psycopg.Error as exc:
+            raise self._failure(exc, "change the schema of") from exc
+
     def _read_all(
         self, cur: Any, queries: Sequence[tuple[str, list[Any]] | None]
     ) -> list[list[Sequence[Any]]]:

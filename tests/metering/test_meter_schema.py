@@ -9,6 +9,7 @@ completions by the time they were settled at). On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -299,3 +300,149 @@ def _history_read(meter: Meter, cur: sqlite3.Cursor) -> _Recording:
     meter.tables.window_history(recording, 7 * 24 * 3600 * NS)
     assert len(recording.statements) == 2  # the latest time, then the history
     return recording
+
+
+# --- layout 4 on PostgreSQL: tables that have rows are indexed without holding their writes ----
+
+LAYOUT_4 = ("decisions_by_now", "completions_by_settled_at")
+
+
+def _on_layout_3_with_rows(url: str) -> None:
+    """Decisions and a completion, then the database taken back to layout 3."""
+    from ledger.store.postgres import PostgresStore
+
+    with PostgresStore(url) as store:
+        meter = used(store)
+        meter.publish_prices(price_book_from_data(book_data({"f": 3})))
+        meter.purchase("ann", 10**6, "p1", T0)
+        for i in range(3):
+            d = meter.decide("ann", "f", 5, f"d{i}", T0 + i)
+        meter.complete(d.decision_id, 4, T0 + NS)
+        execute(store, *LAYOUT_4_INDEXES_DROPPED, "UPDATE meter_schema SET version = 3")
+
+
+def _valid_indexes(url: str) -> dict[str, bool]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = "
+            "i.indexrelid WHERE c.relname = ANY(%s)",
+            [list(LAYOUT_4)],
+        )
+        return {str(name): bool(valid) for name, valid in rows}
+
+
+def _opening(url: str) -> tuple[Any, list[BaseException]]:
+    """A meter being opened on `url` in a thread of its own; its errors land in the list."""
+    import threading
+
+    from ledger.store.postgres import PostgresStore
+
+    failed: list[BaseException] = []
+
+    def open_meter() -> None:
+        try:
+            with PostgresStore(url) as store:
+                assert recorded_version(Meter(store).store) == 4
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=open_meter, daemon=True)
+    thread.start()
+    return thread, failed
+
+
+def _await_a_lock_wait(url: str) -> None:
+    """Until some session of the database waits for a lock (at most 20 s)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(400):
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE NOT l.granted AND a.datname = current_database()"
+            ).fetchone()
+            if waiting and waiting[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError("no session waited for a lock")
+
+
+def test_on_postgres_layout_4_indexes_tables_with_rows_while_their_writes_go_on(
+    pg_databases: Any,
+) -> None:
+    """A build in the set-up transaction would wait for a running write and make every later
+    write wait behind it; built concurrently, only the opening waits."""
+    import psycopg
+
+    url = pg_databases.create()[1]
+    _on_layout_3_with_rows(url)
+    touch = (
+        "UPDATE decisions SET now = now WHERE decision_id = (SELECT {}(decision_id) FROM decisions)"
+    )
+    with psycopg.connect(url) as running:
+        running.execute(touch.format("min"))  # a write in progress: its transaction stays open
+        thread, failed = _opening(url)
+        _await_a_lock_wait(url)  # the opening waits for that write
+        with psycopg.connect(url) as later:
+            later.execute("SET lock_timeout = '3s'")
+            later.execute(touch.format("max"))  # a later write is not held behind the opening
+            later.commit()
+        assert thread.is_alive() and not failed, failed
+        running.commit()
+    thread.join(60)
+    assert not thread.is_alive() and not failed, failed
+    assert _valid_indexes(url) == dict.fromkeys(LAYOUT_4, True)
+
+
+def test_on_postgres_an_index_build_left_invalid_is_built_again(pg_databases: Any) -> None:
+    import psycopg
+
+    url = pg_databases.create()[1]
+    _on_layout_3_with_rows(url)
+    thread, failed = _opening(url)
+    thread.join(60)
+    assert not failed and _valid_indexes(url) == dict.fromkeys(LAYOUT_4, True), failed
+    with psycopg.connect(url) as conn:  # as an interrupted CREATE INDEX CONCURRENTLY leaves it
+        conn.execute(
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'decisions_by_now'::regclass"
+        )
+    assert _valid_indexes(url)["decisions_by_now"] is False
+    thread, failed = _opening(url)
+    thread.join(60)
+    assert not failed and _valid_indexes(url) == dict.fromkeys(LAYOUT_4, True), failed
+
+
+def test_on_postgres_processes_opening_together_build_each_index_once(pg_databases: Any) -> None:
+    import psycopg
+
+    url = pg_databases.create()[1]
+    _on_layout_3_with_rows(url)
+    with psycopg.connect(url) as running:
+        running.execute("UPDATE decisions SET now = now")  # the first build waits for it
+        openings = [_opening(url) for _ in range(3)]
+        _await_a_lock_wait(url)
+        time.sleep(0.5)  # the others reach the indexes meanwhile
+        running.commit()
+    for thread, failed in openings:
+        thread.join(60)
+        assert not thread.is_alive() and not failed, failed
+    assert _valid_indexes(url) == dict.fromkeys(LAYOUT_4, True)
+
+
+def test_on_postgres_opening_a_meter_on_its_layout_waits_for_no_write(pg_databases: Any) -> None:
+    """No DDL: CREATE INDEX IF NOT EXISTS locks the table even when the index exists."""
+    import psycopg
+
+    url = pg_databases.create()[1]
+    _on_layout_3_with_rows(url)
+    thread, failed = _opening(url)
+    thread.join(60)
+    with psycopg.connect(url) as running:
+        running.execute("UPDATE decisions SET now = now")  # writes in progress on every table
+        running.execute("UPDATE completions SET settled_at = settled_at")
+        running.execute("UPDATE usage_events SET units = units")
+        thread, failed = _opening(url)
+        thread.join(30)
+        assert not thread.is_alive() and not failed, failed
