@@ -7,7 +7,6 @@ so a decision and its holds, or a settlement and its transfers, commit together.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -455,9 +454,8 @@ class SqlTables:
         """PostgreSQL: build the indexes of `_BUILT_ALONE` that are missing, or left invalid by
         an interrupted build, with CREATE INDEX CONCURRENTLY: writes to the table go on while
         it is built, where a build in the set-up transaction would hold them (and, through the
-        clock row, every other write) until it ends. One process builds at a time, under a
-        lock the others poll for: a build waits for every transaction already running, so a
-        process waiting in a statement of its own would wait for it in turn."""
+        clock row, every other write) until it ends. One process builds at a time
+        (`PostgresStore.taking_turns`): two builds on one table can deadlock."""
         if not self.skip_locked:
             return
         from ledger.store.postgres import PostgresStore
@@ -465,11 +463,7 @@ class SqlTables:
         assert isinstance(store, PostgresStore), "PostgreSQL tables live in a PostgreSQL store"
         if all(_index_state(store, name) for name, _ in _BUILT_ALONE):
             return
-        release = store.hold_lock("meter-indexes", shared=False)
-        while release is None:
-            time.sleep(0.05)
-            release = store.hold_lock("meter-indexes", shared=False)
-        try:
+        with store.taking_turns("meter-indexes"):
             for name, on in _BUILT_ALONE:
                 valid = _index_state(store, name)
                 if valid:
@@ -477,8 +471,6 @@ class SqlTables:
                 if valid is not None:
                     store.run_alone(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
                 store.run_alone(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {on}")
-        finally:
-            release()
 
     def put_record(self, cur: Cursor, kind: str, key: str, body: str) -> None:
         cur.execute(

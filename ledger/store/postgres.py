@@ -354,6 +354,23 @@ class PostgresStore(SqlStore):
         self._locks.append(held)  # kept: a connection collected would drop the lock
         return lambda: self._unlock(held)
 
+    @contextlib.contextmanager
+    def taking_turns(self, name: str, *, poll_s: float = 0.05) -> Iterator[None]:
+        """Hold the advisory lock `name` for the block, against other processes doing the same,
+        polling for it while another holds it: no session of this process waits inside a
+        statement meanwhile (a statement that waits keeps a snapshot, and work that waits for
+        older snapshots, such as CREATE INDEX CONCURRENTLY, would wait for it in turn). Unlike
+        `hold_lock`, losing it with its connection is not watched for."""
+        check_lock_name(name)
+        conn = self._take_lock(name, False)
+        while conn is None:
+            time.sleep(poll_s)
+            conn = self._take_lock(name, False)
+        try:
+            yield
+        finally:
+            conn.close()
+
     def _take_lock(self, name: str, shared: bool) -> psycopg.Connection[Any] | None:
         conn = self._connect(autocommit=True)
         take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"

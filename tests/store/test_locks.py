@@ -203,3 +203,30 @@ def test_a_lock_lost_in_a_server_restart_is_held_again_before_the_next_transacti
             cluster.restart()
             assert one.read(lambda cur: cur.execute("SELECT 1").fetchone()) == (1,)
             assert two.hold_lock("serve", shared=True) is None
+
+
+def test_postgres_stores_taking_turns_wait_for_each_other_and_keep_nothing_after(
+    postgres_database: Callable[[], str],
+) -> None:
+    import threading
+
+    from ledger.store.postgres import PostgresStore
+
+    url = postgres_database()
+    order: list[str] = []
+    with PostgresStore(url) as one, PostgresStore(url) as two:
+
+        def second() -> None:
+            with two.taking_turns("build"):
+                order.append("two")
+
+        with one.taking_turns("build"):
+            thread = threading.Thread(target=second)
+            thread.start()
+            thread.join(0.5)
+            assert thread.is_alive()  # polling while one holds it
+            order.append("one")
+        thread.join(10)
+        assert order == ["one", "two"]
+        assert one.hold_lock("build", shared=False) is not None  # two let it go
+        assert one.read(lambda cur: cur.execute("SELECT 1").fetchone()) == (1,)
