@@ -298,12 +298,8 @@ class PostgresStore(SqlStore):
         for attempt in (1, 2):
             conn = self._connection()
             try:
-                conn.autocommit = True
-                try:
+                with _autocommit(conn):
                     return list(conn.execute(sql, params).fetchall())
-                finally:
-                    if not conn.closed:
-                        conn.autocommit = False
             except psycopg.OperationalError as exc:
                 if attempt == 2 or not (conn.broken or conn.closed):
                     raise self._failure(exc, "read") from exc
@@ -316,12 +312,8 @@ class PostgresStore(SqlStore):
         inside one (CREATE INDEX CONCURRENTLY). Not sent again if the connection breaks."""
         conn = self._connection()
         try:
-            conn.autocommit = True
-            try:
+            with _autocommit(conn):
                 conn.execute(sql, params or None, prepare=False)
-            finally:
-                if not conn.closed:
-                    conn.autocommit = False
         except psycopg.Error as exc:
             raise self._failure(exc, "change the schema of") from exc
 
@@ -564,6 +556,18 @@ class PostgresStore(SqlStore):
                 f"up to {SCHEMA_VERSION}); upgrade Tollgate to open it. Nothing was written to it"
             )
         return version
+
+
+@contextlib.contextmanager
+def _autocommit(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """`conn` in autocommit for the block (each statement a transaction of its own), then back
+    to transactions, unless the block left it closed."""
+    conn.autocommit = True
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            conn.autocommit = False
 
 
 @dataclass(eq=False)
