@@ -23,6 +23,7 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "decide": ("--quick",),
     "decide_floor": ("--customers", "1000", "--decisions", "20000", "--runs", "1"),
     "settle": ("--events", "1000", "--runs", "1", "--no-postgres"),
+    "settle_floor": ("--events", "1000", "--runs", "1"),
     "settle_windows": ("--events", "500", "--runs", "1"),
     "http": ("--quick",),
     "simulate": ("--steps", "300", "--runs", "1", "--processes", "1"),
