@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ledger.bench_command import SCRIPTS
+
 if TYPE_CHECKING:
     from ledger.metering.audit import AuditReport
     from ledger.store import Store
@@ -335,9 +337,7 @@ def _utc(ns: int) -> str:
 def bench(
     names: Annotated[
         list[str] | None,
-        typer.Argument(
-            help="Which: core, store, decide, decide_floor, settle, http, simulate (default: all)."
-        ),
+        typer.Argument(help=f"Which: {', '.join(SCRIPTS)} (default: all)."),
     ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="Small counts: a smoke test, not figures to record.")

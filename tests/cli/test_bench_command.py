@@ -8,6 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from ledger.bench_command import SCRIPTS
 from ledger.cli import app
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -45,3 +46,12 @@ def test_a_failing_script_makes_the_command_fail_naming_it(tmp_path: Path) -> No
     assert result.exit_code == 1
     assert '{"name": "core.x"' in result.stdout
     assert "core failed" in _flat(result.output)
+
+
+def test_every_script_in_bench_is_runnable_by_name_and_named_in_the_readme() -> None:
+    parts = {"workload", "store_pg"}  # imported by the scripts (store runs store_pg's figures)
+    scripts = {p.stem for p in BENCH.glob("*.py")} - parts
+    assert scripts == set(SCRIPTS)
+    readme = _flat((BENCH.parent / "README.md").read_text())
+    listed = readme.split("names: ", 1)[1].split(")", 1)[0]
+    assert listed.split(", ") == list(SCRIPTS)
