@@ -62,6 +62,18 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 ADVISORY_LOCK_KEY = 0x546F6C6C  # "Toll": held while checking and migrating the schema
 CONNECT_TIMEOUT_SECONDS = 10
+LOCK_CLIENT_KEEPALIVE = {
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+}
+"""A lock's connection that stops answering is seen as cut after about 5 + 2 x 3 = 11 s..."""
+LOCK_SERVER_KEEPALIVE = (
+    "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
+)
+"""...and its session ends on the server, dropping the lock, only after about 30 + 10 x 3 = 60 s:
+this process stops counting on the lock before another can have it."""
 RETRIES_MAX = 8
 """Attempts at one batch that the server rolled back as a serialization failure or deadlock."""
 RETRY_PAUSE_MAX_SECONDS = 0.05
@@ -339,10 +351,9 @@ class PostgresStore(SqlStore):
         the session was ended). A lock lost with its connection is taken again before this
         store's next transaction (`_keep_locks`)."""
         check_lock_name(name)
-        conn = self._take_lock(name, shared)
-        if conn is None:
+        held = self._take_lock(name, shared)
+        if held is None:
             return None
-        held = _HeldLock(name, shared, conn)
         self._locks.append(held)  # kept: a connection collected would drop the lock
         return lambda: self._unlock(held)
 
@@ -354,28 +365,31 @@ class PostgresStore(SqlStore):
         older snapshots, such as CREATE INDEX CONCURRENTLY, would wait for it in turn). Unlike
         `hold_lock`, losing it with its connection is not watched for."""
         check_lock_name(name)
-        conn = self._take_lock(name, False)
-        while conn is None:
+        held = self._take_lock(name, False)
+        while held is None:
             time.sleep(poll_s)
-            conn = self._take_lock(name, False)
+            held = self._take_lock(name, False)
         try:
             yield
         finally:
-            conn.close()
+            held.conn.close()
 
-    def _take_lock(self, name: str, shared: bool) -> psycopg.Connection[Any] | None:
-        conn = self._connect(autocommit=True)
+    def _take_lock(self, name: str, shared: bool) -> _HeldLock | None:
+        conn = self._connect(autocommit=True, holding_lock=True)
         take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
-        key = int.from_bytes(hashlib.sha256(f"tollgate:{name}".encode()).digest()[:8], "big")
         try:
-            row = conn.execute(f"SELECT {take}(%s)", (key - 2**63,)).fetchone()
+            row = conn.execute(
+                f"SELECT {take}(%s), backend_start FROM pg_stat_activity"
+                " WHERE pid = pg_backend_pid()",
+                (_lock_key(name),),
+            ).fetchone()
         except psycopg.Error as exc:
             conn.close()
             raise self._failure(exc, "lock") from exc
         if not row or not row[0]:
             conn.close()
             return None
-        return conn
+        return _HeldLock(name, shared, conn, (conn.info.backend_pid, row[1]))
 
     def _keep_locks(self) -> None:
         """Take again every held lock whose connection was cut: the server dropped the lock
@@ -389,6 +403,8 @@ class PostgresStore(SqlStore):
                 continue
             held.conn.close()
             again = self._take_lock(held.name, held.shared)
+            if again is None and self._end_session(held.session):
+                again = self._take_lock(held.name, held.shared)
             if again is None:
                 self._lost_lock = (
                     f"{self.name}: the connection holding this process's lock {held.name!r} was "
@@ -398,7 +414,23 @@ class PostgresStore(SqlStore):
                     "count the other's work"
                 )
                 raise StoreUnavailableError(self._lost_lock)
-            held.conn = again
+            held.conn, held.session = again.conn, again.session
+
+    def _end_session(self, session: tuple[int, Any]) -> bool:
+        """End this process's own earlier session if the server still runs it: a connection
+        seen as cut here (its keepalives unanswered) can still hold its lock on the server
+        until the server sees the cut too. True if it was running (and has now ended)."""
+        pid, started = session
+        with self._connect(autocommit=True) as conn:
+            try:
+                row = conn.execute(
+                    "SELECT pg_terminate_backend(pid, %s) FROM pg_stat_activity"
+                    " WHERE pid = %s AND backend_start = %s",
+                    (CONNECT_TIMEOUT_SECONDS * 1000, pid, started),
+                ).fetchone()
+            except psycopg.Error as exc:
+                raise self._failure(exc, "lock") from exc
+        return bool(row and row[0])
 
     def _unlock(self, held: _HeldLock) -> None:
         if held in self._locks:
@@ -473,10 +505,15 @@ class PostgresStore(SqlStore):
 
     # --- connection and errors -----------------------------------------------------------------
 
-    def _connect(self, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+    def _connect(
+        self, *, autocommit: bool = False, holding_lock: bool = False
+    ) -> psycopg.Connection[Any]:
         params: dict[str, Any] = conninfo_to_dict(self._conninfo)
         params.setdefault("connect_timeout", str(CONNECT_TIMEOUT_SECONDS))
         params.setdefault("application_name", APPLICATION)
+        if holding_lock:  # these over the URL's own: their order is what makes the lock safe
+            params |= LOCK_CLIENT_KEEPALIVE
+            params["options"] = f"{params.get('options', '')} {LOCK_SERVER_KEEPALIVE}".strip()
         try:
             return psycopg.connect(autocommit=autocommit, prepare_threshold=2, **params)
         except psycopg.Error as exc:
@@ -572,11 +609,18 @@ def _autocommit(conn: psycopg.Connection[Any]) -> Iterator[None]:
 
 @dataclass(eq=False)
 class _HeldLock:
-    """A lock `hold_lock` holds, and the connection holding it (replaced when taken again)."""
+    """A lock `hold_lock` holds, the connection holding it and that connection's session on
+    the server (its pid and start time): both replaced when the lock is taken again."""
 
     name: str
     shared: bool
     conn: psycopg.Connection[Any]
+    session: tuple[int, Any]
+
+
+def _lock_key(name: str) -> int:
+    """The advisory lock's bigint key for a lock name."""
+    return int.from_bytes(hashlib.sha256(f"tollgate:{name}".encode()).digest()[:8], "big") - 2**63
 
 
 def _alive(conn: psycopg.Connection[Any]) -> bool:

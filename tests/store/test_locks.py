@@ -230,3 +230,71 @@ def test_postgres_stores_taking_turns_wait_for_each_other_and_keep_nothing_after
         assert order == ["one", "two"]
         assert one.hold_lock("build", shared=False) is not None  # two let it go
         assert one.read(lambda cur: cur.execute("SELECT 1").fetchone()) == (1,)
+
+
+def test_a_lock_whose_connection_only_this_side_saw_cut_is_taken_back_from_its_old_session(
+    postgres_database: Callable[[], str],
+) -> None:
+    """The server still runs the session that holds the lock (it has heard nothing of the cut):
+    the store ends that session of its own and takes the lock again."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from ledger.store.postgres import PostgresStore
+    from tests.store.cutting_proxy import cutting_proxy
+
+    url = postgres_database()
+    server = conninfo_to_dict(url)
+    with cutting_proxy(str(server["host"]), int(server["port"])) as proxy:
+        proxied = make_conninfo(url, host="127.0.0.1", port=proxy.port)
+        with PostgresStore(proxied) as one, PostgresStore(url) as two:
+            opened = len(proxy.carried)
+            assert one.hold_lock("serve", shared=False) is not None
+            proxy.cut(first=opened)  # the lock's connection only
+            assert two.hold_lock("serve", shared=True) is None  # the old session holds it
+            assert one.read(lambda cur: cur.execute("SELECT 1").fetchone()) == (1,)
+            assert len(_advisory_holders(url)) == 1  # one's new session, not two
+            assert two.hold_lock("serve", shared=True) is None
+            one.close()
+            assert _eventually(lambda: two.hold_lock("serve", shared=False)) is not None
+
+
+def _advisory_holders(url: str) -> list[int]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def test_a_lock_connection_gives_up_on_a_silent_server_before_the_server_drops_the_lock(
+    postgres_database: Callable[[], str],
+) -> None:
+    """TCP keepalives on the lock's connection, tighter on this side than on the server's side
+    of the session: a process stops counting on its lock before the server can let another
+    process take it."""
+    import socket
+
+    from ledger.store.postgres import PostgresStore
+
+    with PostgresStore(postgres_database()) as store:
+        assert store.hold_lock("serve", shared=False) is not None
+        conn = store._locks[0].conn  # white-box: the settings live on that connection only
+        end = socket.socket(fileno=conn.fileno())
+        try:
+            assert end.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            idle, interval, count = (
+                end.getsockopt(socket.IPPROTO_TCP, option)
+                for option in (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)
+            )
+        finally:
+            end.detach()  # the socket stays psycopg's
+        shown = [
+            int(conn.execute(f"SHOW tcp_keepalives_{name}").fetchone()[0])
+            for name in ("idle", "interval", "count")
+        ]
+        client_gives_up = idle + interval * count
+        server_gives_up = shown[0] + shown[1] * shown[2]
+        assert 0 < client_gives_up < server_gives_up, (idle, interval, count, shown)
