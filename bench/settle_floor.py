@@ -4,7 +4,8 @@ Prints one JSON object (shared BENCH conventions):
   settle.floor   usage events/s reported and settled by a bare loop doing only the essential
                  writes on bench/settle.py's database (the same preparation: 1,000 customers,
                  one decision holding credits per event, the same mix of actual units), with
-                 the same batches (reports of 1,000, claims of 1,000), WAL, synchronous=FULL:
+                 the same batches (reports of 1,000, claims of 1,000), WAL, synchronous=FULL and
+                 SqliteStore's page cache and checkpoint interval:
                  reporting inserts each usage event and its outbox entry; settling reads a claim
                  with each decision's reservation (json_extract in SQL), derives the usage,
                  monetization and transfer ids as the engine does (blake2b), inserts the
@@ -42,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from settle import CLAIM, CUSTOMERS, REPORT_BATCH, prepare
 
 from ledger.metering.ids import derive_id
-from ledger.store.sqlite import SqliteStore
+from ledger.store.sqlite import CACHE_KIB, CHECKPOINT_PAGES, SqliteStore
 
 _TRANSFER = struct.Struct(">BqqqqqIIHqHq")  # the chain's canonical transfer bytes
 POST_PENDING, POSTED = 4, 2  # TigerBeetle's flag and the reservation's status once posted
@@ -130,6 +131,8 @@ def run(events: int, directory: Path, run: int, synchronous: str = "FULL") -> fl
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute(f"PRAGMA synchronous = {synchronous}")
+    db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")  # as SqliteStore
+    db.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
     db.isolation_level = "DEFERRED"
     (revenue,) = db.execute("SELECT credit_account_id FROM transfers LIMIT 1").fetchone()
     started = time.perf_counter()

@@ -30,6 +30,13 @@ from ledger.store.sql import CLOCK_ROW, SCHEMA_VERSION, SqlStore
 
 APPLICATION_ID = 0x546F6C6C  # "Toll"
 _MAX_PARAMETERS = 30_000  # below SQLite's default limit of 32,766 host parameters
+CACHE_KIB = 65_536
+"""Each connection's page cache, at most (SQLite's default: 2 MiB). Transfer ids are derived,
+so random: a batch touches pages all over the table, and with the default cache it read most of
+them again from the operating system (bench/RESULTS.md, "SQLite's cache and checkpoints")."""
+CHECKPOINT_PAGES = 10_000
+"""WAL pages written before a commit copies them back into the file (SQLite's default: 1,000,
+about what one settled claim of 1,000 events writes, so nearly every such commit did it)."""
 
 _SCHEMA_V1 = """
 CREATE TABLE clock (
@@ -108,6 +115,8 @@ class SqliteStore(SqlStore):
             _check_identity(self._db, self.path)
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute(f"PRAGMA synchronous = {mode}")
+            self._db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
             _migrate(self._db, self.path)
         except sqlite3.Error as exc:
             self._db.close()

@@ -385,6 +385,20 @@ def test_durability_pragmas_are_in_effect(tmp_path: Path, mode: str, level: int)
         assert (pragma(store, "synchronous"), pragma(store, "journal_mode")) == (level, "wal")
 
 
+def test_commits_leave_up_to_10000_wal_pages_before_copying_them_back(tmp_path: Path) -> None:
+    """SQLite's default copies the WAL back into the file at the first commit past 1,000 pages
+    and starts it again; a store lets it grow to CHECKPOINT_PAGES, with a cache to match."""
+    with SqliteStore(tmp_path / "ledger.db") as store:
+        assert pragma(store, "cache_size") == -sqlite_module.CACHE_KIB
+        store._db.execute("CREATE TABLE filler (bytes BLOB)")
+        for _ in range(30):  # about 3,000 pages, 100 per commit
+            store._db.execute("BEGIN")
+            store._db.executemany("INSERT INTO filler VALUES (randomblob(4000))", [()] * 100)
+            store._db.execute("COMMIT")
+        _, wal_pages, _ = store._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert 3_000 <= wal_pages < sqlite_module.CHECKPOINT_PAGES
+
+
 def test_full_durability_is_the_default(tmp_path: Path) -> None:
     with SqliteStore(tmp_path / "ledger.db") as store:
         assert (pragma(store, "synchronous"), pragma(store, "journal_mode")) == (2, "wal")
