@@ -29,6 +29,7 @@ import select
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -416,7 +417,7 @@ class PostgresStore(SqlStore):
                 raise StoreUnavailableError(self._lost_lock)
             held.conn, held.session = again.conn, again.session
 
-    def _end_session(self, session: tuple[int, Any]) -> bool:
+    def _end_session(self, session: tuple[int, datetime]) -> bool:
         """End this process's own earlier session if the server still runs it: a connection
         seen as cut here (its keepalives unanswered) can still hold its lock on the server
         until the server sees the cut too. True if it was running (and has now ended)."""
@@ -615,7 +616,7 @@ class _HeldLock:
     name: str
     shared: bool
     conn: psycopg.Connection[Any]
-    session: tuple[int, Any]
+    session: tuple[int, datetime]
 
 
 def _lock_key(name: str) -> int:

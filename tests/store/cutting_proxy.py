@@ -58,9 +58,13 @@ class CuttingProxy:
             carried.sever()
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
         self._listener.close()
         for carried in self.carried:
             for end in (carried.client, carried.server):
+                with contextlib.suppress(OSError):  # already shut down
+                    end.shutdown(socket.SHUT_RDWR)  # wakes the pump reading from it
                 end.close()
 
 
