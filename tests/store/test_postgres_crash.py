@@ -167,7 +167,7 @@ def test_sigkilled_writer_loses_nothing_and_applies_nothing_twice(
     ledger, applied, tally = Ledger(), 0, Tally()
     log = tmp_path / "child.log"
     started = time.monotonic()
-    while tally.kills < KILLS:
+    while tally.kills < KILLS or (tally.batches < KILLS and tally.kills < 3 * KILLS):
         log.unlink(missing_ok=True)
         process = fork.Process(target=child, args=(url, str(log)))
         process.start()
@@ -202,9 +202,9 @@ def test_sigkilled_writer_loses_nothing_and_applies_nothing_twice(
         f"{sum(1 for _ in ledger.transfers())} transfers, {len(ledger.expiries())} expiries, "
         f"{len(ledger.failed_ids())} failed ids; {time.monotonic() - started:.1f}s"
     )
-    # Not vacuous, with room for a slow machine: the child committed a batch per life on
-    # average, and the kills landed both inside batches and after commits.
-    assert tally.kills >= 200
+    # Not vacuous: at least as many batches committed as kills (on a slow machine, by killing
+    # more often than KILLS times), and the kills landed both inside batches and after commits.
+    assert tally.kills >= KILLS
     assert tally.batches >= KILLS, "the child hardly got any work done between kills"
     assert tally.inside_batch >= KILLS // 10, "too few kills landed inside a batch"
     assert tally.kills - tally.idle_kills >= KILLS // 4, "too few lives committed anything"
