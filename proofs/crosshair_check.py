@@ -5,6 +5,7 @@
 postcondition; the count bound is each target's `# crosshair: max_iterations=N` directive) and an
 outer wall-clock timeout. One process per function because CrossHair prints nothing until every
 condition of its targets is done: a time-out then loses one function's results, not all of them.
+The processes run side by side, as many at once as this process has cores.
 
 One `Outcome` per contract, named `crosshair.<function>.<name>`: a `post: ...  # name: L1,L7`
 line is one contract; a `post: all_hold(TABLE, __return__)` line is one contract per property
@@ -38,9 +39,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from proofs.report import MutantOutcome, Outcome
 
@@ -61,7 +64,7 @@ class Budget:
         total_timeout_seconds: wall-clock limit of the whole run; targets not started in time
             are reported as failures. It only stops a runaway (the limits above bound the
             search), so it leaves room for a slow machine: the 15 targets took 117.6 s one
-            after another on an idle but slow day.
+            after another on an idle but slow day (they now run side by side).
     """
 
     per_path_timeout_seconds: float = 2.0
@@ -427,18 +430,28 @@ def run(
 
 def _run(targets: Iterable[Target], budget: Budget, root: Path) -> list[Outcome]:
     deadline = time.monotonic() + budget.total_timeout_seconds
-    outcomes: list[Outcome] = []
-    for target in targets:
+
+    def one(target: Target) -> list[Outcome]:
         left = deadline - time.monotonic()
         if left < 1.0:
-            outcomes += [
+            return [
                 _outcome(c, False, 0.0, "not run: the whole run's wall-clock budget was spent")
                 for c in target.contracts
             ]
-            continue
-        wall = min(budget.target_timeout_seconds, left)
-        outcomes += check_target(target, budget, root, wall)
-    return outcomes
+        return check_target(target, budget, root, min(budget.target_timeout_seconds, left))
+
+    return [outcome for outcomes in _side_by_side(one, targets) for outcome in outcomes]
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _side_by_side(work: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
+    """`work` on each item, in order, as many at once as this process has cores: each runs a
+    `crosshair check` process and waits for it, so threads are enough."""
+    with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
+        return list(pool.map(work, items))
 
 
 # --- seeded bugs ------------------------------------------------------------------------------
@@ -667,8 +680,8 @@ def run_mutants(
 ) -> list[MutantOutcome]:
     """Each seeded bug in a fresh temporary copy of the project; `killed_by` lists the contracts
     CrossHair refuted (with the counterexample after ' | ')."""
-    results = []
-    for mutant in mutants:
+
+    def one(mutant: Mutant) -> MutantOutcome:
         start = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"crosshair-{mutant.name}-") as scratch:
             root = Path(scratch)
@@ -681,15 +694,14 @@ def run_mutants(
             for o in outcomes
             if o.detail.startswith(("counterexample", "exception found"))
         )
-        results.append(
-            MutantOutcome(
-                f"{CHECKER}.{mutant.name}",
-                f"{mutant.description} ({mutant.path}; must be refuted by {mutant.target})",
-                killed,
-                round(time.monotonic() - start, 3),
-            )
+        return MutantOutcome(
+            f"{CHECKER}.{mutant.name}",
+            f"{mutant.description} ({mutant.path}; must be refuted by {mutant.target})",
+            killed,
+            round(time.monotonic() - start, 3),
         )
-    return results
+
+    return _side_by_side(one, mutants)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

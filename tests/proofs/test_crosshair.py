@@ -252,6 +252,19 @@ def test_end_to_end_on_a_scratch_module(tmp_path: Path) -> None:
     assert grows.holds and "not a proof" in grows.detail
 
 
+def test_targets_not_started_within_the_whole_run_budget_fail_in_target_order() -> None:
+    """The run's wall-clock limit holds whether the targets run one by one or side by side; a
+    target not started in time fails every contract, and outcomes keep the targets' order."""
+    spent = check.Budget(total_timeout_seconds=0.5)
+    outcomes = check._run(TARGETS, spent, check.ROOT)
+    assert [o.obligation for o in outcomes] == OBLIGATIONS
+    assert all(not o.holds and "budget was spent" in o.detail for o in outcomes)
+
+
+def test_side_by_side_returns_each_result_in_the_items_order() -> None:
+    assert check._side_by_side(lambda n: n * n, range(40)) == [n * n for n in range(40)]
+
+
 # --- CrossHair on the real contracts and on the seeded twins (slow) -----------------------------
 
 
